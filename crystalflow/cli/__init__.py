@@ -1,0 +1,59 @@
+"""``crystalflow`` command line: one sub-module per command, each with ``register(subparsers)``.
+
+A command module defines ``register(subparsers) -> None`` that adds its parser and sets
+``func=callable(args) -> int`` as the parser default. Errors derived from
+:class:`crystalflow.errors.CrystalflowError` become one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from crystalflow.errors import CrystalflowError
+
+#: command modules, in the order they appear in ``crystalflow --help``
+COMMAND_MODULES = ("train", "predict", "generate", "evaluate", "protein")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every available sub-command registered."""
+    from crystalflow import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="crystalflow", description="Flow matching for crystals and protein backbones."
+    )
+    parser.add_argument("--version", action="version", version=f"crystalflow {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"crystalflow.cli.{name}")
+        except ModuleNotFoundError as exc:  # a command not built yet
+            if exc.name == f"crystalflow.cli.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``crystalflow`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CrystalflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
