@@ -1,0 +1,79 @@
+"""Checkpoints: one file = weights + config + data statistics + version; strict, safe loading.
+
+A checkpoint is a dict of plain Python types and tensors, saved with ``torch.save`` through a
+temporary file and ``os.replace`` (an interruption never leaves a half-written file) and loaded
+with ``weights_only=True`` (no arbitrary code runs on load).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from crystalflow.errors import CheckpointError
+
+FORMAT = "crystalflow-checkpoint-v1"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint.
+
+    Attributes:
+        task: e.g. ``"csp"``; model_name / model_config: the network and its config;
+        task_config: the flow's config; stats: data statistics (lattice chart, max atoms, dataset);
+        weights: the (EMA) weights to sample with; train_state: optimiser etc. or None;
+        version: crystalflow version that wrote it.
+    """
+
+    task: str
+    model_name: str
+    model_config: dict
+    task_config: dict
+    stats: dict
+    weights: dict[str, torch.Tensor]
+    version: str
+    train_state: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "version": self.version, "task": self.task,
+            "model": {"name": self.model_name, "config": self.model_config},
+            "task_config": self.task_config, "stats": self.stats, "weights": self.weights,
+            "train_state": self.train_state, "extra": self.extra,
+        }
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
+    """Write atomically (temporary file in the same directory, then ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(ckpt.to_dict(), tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Load with ``weights_only=True``; raise :class:`CheckpointError` on anything unexpected."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no such checkpoint: {path}")
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a {FORMAT} file")
+    try:
+        return Checkpoint(
+            task=blob["task"], model_name=blob["model"]["name"], model_config=blob["model"]["config"],
+            task_config=blob["task_config"], stats=blob["stats"], weights=blob["weights"],
+            version=blob["version"], train_state=blob.get("train_state"), extra=blob.get("extra") or {},
+        )
+    except KeyError as exc:
+        raise CheckpointError(f"{path} lacks field {exc}") from exc

@@ -1,0 +1,205 @@
+"""Datasets in the CDVAE/DiffCSP CSV layout, parsed once and cached as tensors on disk.
+
+A CSV (optionally gzip-compressed) has a ``cif`` column with one structure per row and usually a
+``material_id`` column. Rows are parsed with pymatgen, Niggli-reduced and canonicalised
+(:meth:`Crystal.from_structure`), then stored as concatenated tensors in a cache file keyed by the
+source file's path, size and modification time, so a second load takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from crystalflow.crystals.batch import CrystalBatch, collate
+from crystalflow.crystals.crystal import Crystal
+from crystalflow.errors import DataError, InputError
+
+#: the standard benchmarks and their files; Perov-5 and Carbon-24 have no train split here, so
+#: ``train`` is ``val.csv`` minus a held-out selection slice (see ``../shared/data/README.md``)
+DATASETS: dict[str, dict[str, str]] = {
+    "mp_20": {"train": "train.csv.gz", "val": "val.csv.gz", "test": "test.csv.gz"},
+    "perov_5": {"train": "val.csv.gz", "val": "val.csv.gz", "test": "test.csv.gz"},
+    "carbon_24": {"train": "val.csv.gz", "val": "val.csv.gz", "test": "test.csv.gz"},
+}
+#: size of the held-out selection slice carved out of ``val.csv`` where there is no train split
+HELD_OUT = 400
+#: bump when the processing changes, so stale caches are not reused
+_CACHE_VERSION = "1"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """The benchmark data directory: the argument, else ``$CRYSTALFLOW_DATA``.
+
+    Raises:
+        DataError: when neither is given or the directory does not exist.
+    """
+    chosen = data_dir if data_dir is not None else os.environ.get("CRYSTALFLOW_DATA")
+    if not chosen:
+        raise DataError("no data directory: pass --data-dir DIR or set CRYSTALFLOW_DATA")
+    path = Path(chosen).expanduser()
+    if not path.is_dir():
+        raise DataError(f"data directory does not exist: {path}")
+    return path
+
+
+def cache_dir() -> Path:
+    """Where processed tensors are cached: ``$CRYSTALFLOW_CACHE`` or ``~/.cache/crystalflow``."""
+    path = Path(os.environ.get("CRYSTALFLOW_CACHE", Path.home() / ".cache" / "crystalflow"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class CrystalDataset:
+    """Crystals stored as concatenated tensors (indexable, collatable).
+
+    Attributes:
+        frac: ``[N, 3]`` float64; lattice: ``[B, 6]`` float64; atom_types: ``[N]`` int64;
+        num_atoms: ``[B]`` int64; material_ids: B identifiers; skipped: rows that failed to parse.
+    """
+
+    frac: torch.Tensor
+    lattice: torch.Tensor
+    atom_types: torch.Tensor
+    num_atoms: torch.Tensor
+    material_ids: tuple[str, ...]
+    skipped: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_offsets", torch.cat([torch.zeros(1, dtype=torch.long), self.num_atoms.cumsum(0)]))
+
+    def __len__(self) -> int:
+        return int(self.num_atoms.shape[0])
+
+    def __getitem__(self, i: int) -> Crystal:
+        lo, hi = int(self._offsets[i]), int(self._offsets[i + 1])
+        return Crystal(self.frac[lo:hi], self.lattice[i], self.atom_types[lo:hi], self.material_ids[i])
+
+    def subset(self, indices: Sequence[int]) -> "CrystalDataset":
+        """A dataset of the given rows, in that order."""
+        return CrystalDataset.from_crystals([self[int(i)] for i in indices], skipped=0)
+
+    def batch(self, indices: Sequence[int], dtype: torch.dtype = torch.float32) -> CrystalBatch:
+        """Collate the given rows into a :class:`CrystalBatch`."""
+        return collate([self[int(i)] for i in indices], dtype=dtype)
+
+    @classmethod
+    def from_crystals(cls, crystals: Sequence[Crystal], skipped: int = 0) -> "CrystalDataset":
+        if not crystals:
+            raise DataError("no valid crystals")
+        return cls(
+            frac=torch.cat([c.frac for c in crystals]).double(),
+            lattice=torch.stack([c.lattice for c in crystals]).double(),
+            atom_types=torch.cat([c.atom_types for c in crystals]),
+            num_atoms=torch.tensor([c.num_atoms for c in crystals], dtype=torch.long),
+            material_ids=tuple(str(c.material_id) for c in crystals),
+            skipped=skipped,
+        )
+
+    @classmethod
+    def from_csv(
+        cls, path: str | os.PathLike, *, niggli: bool = True, workers: int = 2, progress: bool = True,
+        use_cache: bool = True,
+    ) -> "CrystalDataset":
+        """Parse a CDVAE-layout CSV (gzip ok), using the on-disk cache when it is fresh.
+
+        Malformed rows are skipped with a warning and counted in ``skipped``.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"no such dataset file: {path}")
+        stat = path.stat()
+        key = hashlib.sha1(
+            f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{niggli}|{_CACHE_VERSION}".encode()
+        ).hexdigest()[:16]
+        cache_file = cache_dir() / f"{path.name.split('.')[0]}-{key}.pt"
+        if use_cache and cache_file.exists():
+            blob = torch.load(cache_file, weights_only=True)
+            return cls(**{k: (tuple(v) if k == "material_ids" else v) for k, v in blob.items()})
+        rows = read_cif_table(path)
+        args = [(cif, mid, niggli) for mid, cif in zip(rows["material_id"], rows["cif"])]
+        crystals: list[Crystal] = []
+        skipped = 0
+        bar = dict(total=len(args), desc=f"parsing {path.name}", disable=not progress, unit="cif")
+        if workers > 1 and len(args) > 200:
+            with get_context("spawn").Pool(workers) as pool:
+                results = list(tqdm(pool.imap(_parse_row, args, chunksize=64), **bar))
+        else:
+            results = [_parse_row(a) for a in tqdm(args, **bar)]
+        for mid, res in zip(rows["material_id"], results):
+            if isinstance(res, str):
+                skipped += 1
+                warnings.warn(f"skipping row {mid}: {res}")
+            else:
+                frac, lattice, types, _ = res
+                crystals.append(Crystal(torch.from_numpy(frac), torch.from_numpy(lattice),
+                                        torch.from_numpy(types), mid))
+        ds = cls.from_crystals(crystals, skipped=skipped)
+        if use_cache:
+            blob = {k: getattr(ds, k) for k in ("frac", "lattice", "atom_types", "num_atoms", "skipped")}
+            blob["material_ids"] = list(ds.material_ids)
+            tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
+            torch.save(blob, tmp)
+            os.replace(tmp, cache_file)
+        return ds
+
+
+def read_cif_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a CSV with a ``cif`` column; add ``material_id`` from the row index if missing."""
+    try:
+        frame = pd.read_csv(path)
+    except Exception as exc:
+        raise DataError(f"cannot read CSV {path}: {exc}") from exc
+    if "cif" not in frame.columns:
+        raise DataError(f"{path} has no 'cif' column")
+    if "material_id" not in frame.columns:
+        frame["material_id"] = [f"row{i}" for i in range(len(frame))]
+    frame["material_id"] = frame["material_id"].astype(str)
+    return frame
+
+
+def _parse_row(arg: tuple[str, str, bool]) -> tuple | str:
+    """Parse one row in a worker; return plain numpy arrays (torch tensors would be passed
+    between processes as file descriptors, which runs out of descriptors on large files)."""
+    cif, mid, niggli = arg
+    try:
+        c = Crystal.from_cif_string(cif, niggli=niggli, material_id=mid)
+        return c.frac.numpy(), c.lattice.numpy(), c.atom_types.numpy(), mid
+    except InputError as exc:
+        return str(exc)
+    except Exception as exc:  # a bad row must never stop a whole dataset
+        return f"{type(exc).__name__}: {exc}"
+
+
+def load_split(
+    dataset: str, split: str, data_dir: str | os.PathLike | None = None, *, progress: bool = True
+) -> CrystalDataset:
+    """One split of a standard benchmark.
+
+    Args:
+        dataset: ``mp_20``, ``perov_5`` or ``carbon_24``.
+        split: ``train``, ``val`` or ``test``. Where the benchmark has no train split here,
+            ``train`` is ``val.csv`` without its last :data:`HELD_OUT` rows and ``val`` is those rows.
+        data_dir: the benchmark root (holding ``mp_20/`` ...), else ``$CRYSTALFLOW_DATA``.
+    """
+    if dataset not in DATASETS:
+        raise InputError(f"unknown dataset {dataset!r}; choose from {sorted(DATASETS)}")
+    if split not in ("train", "val", "test"):
+        raise InputError(f"unknown split {split!r}; choose train, val or test")
+    root = resolve_data_dir(data_dir) / dataset
+    ds = CrystalDataset.from_csv(root / DATASETS[dataset][split], progress=progress)
+    if DATASETS[dataset]["train"] == DATASETS[dataset]["val"] and split != "test":
+        n = len(ds)
+        idx = range(0, n - HELD_OUT) if split == "train" else range(n - HELD_OUT, n)
+        ds = ds.subset(list(idx))
+    return ds

@@ -1,0 +1,121 @@
+"""An invariant periodic message-passing vector field in the style of DiffCSP's CSPNet.
+
+Inputs are invariant descriptions of the crystal: atom types, fractional differences through
+Fourier features (periodic in each lattice direction), the lattice in its standardised chart
+(lengths and angles, invariant to rotations of the Cartesian frame) and the time. Outputs are a
+fractional-coordinate velocity per atom ``[N, 3]`` and a lattice-chart velocity per crystal
+``[B, 6]``. Hence: rotations of the Cartesian frame leave the output unchanged, permuting atoms
+permutes it, and a global translation of all fractional coordinates leaves it unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch_geometric.utils import scatter
+
+from crystalflow.crystals.crystal import MAX_ATOMIC_NUM
+from crystalflow.crystals.graph import fully_connected_edges
+
+
+@dataclass(frozen=True)
+class CSPNetConfig:
+    """Width, depth and feature sizes of :class:`CSPNet`."""
+
+    hidden: int = 128
+    layers: int = 4
+    frequencies: int = 10
+    time_dim: int = 64
+    lattice_dim: int = 6
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What the network is told besides the noisy state.
+
+    Attributes:
+        atom_types: ``[N]`` atomic numbers; batch: ``[N]`` crystal of each atom;
+        num_atoms: ``[B]`` atoms per crystal.
+    """
+
+    atom_types: torch.Tensor
+    batch: torch.Tensor
+    num_atoms: torch.Tensor
+
+
+def sinusoidal_time(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """``[B] -> [B, dim]`` transformer-style embedding of times in [0, 1]."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=t.dtype) / half)
+    ang = 1000.0 * t[:, None] * freqs[None]
+    return torch.cat([ang.sin(), ang.cos()], dim=-1)
+
+
+def fourier_frac(d: torch.Tensor, frequencies: int) -> torch.Tensor:
+    """``[E, 3] -> [E, 6 * frequencies]``: sin/cos of 2 pi k d, periodic with period 1."""
+    k = torch.arange(frequencies, device=d.device, dtype=d.dtype)
+    ang = 2 * math.pi * d[..., None] * k
+    return torch.cat([ang.sin(), ang.cos()], dim=-1).flatten(-2)
+
+
+def _mlp(din: int, dout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(din, dout), nn.SiLU(), nn.Linear(dout, dout), nn.SiLU())
+
+
+class CSPLayer(nn.Module):
+    """One round of fully connected message passing with a pre-norm residual update."""
+
+    def __init__(self, hidden: int, edge_extra: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden)
+        self.edge_mlp = _mlp(2 * hidden + edge_extra, hidden)
+        self.node_mlp = _mlp(2 * hidden, hidden)
+
+    def forward(self, h: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, edge_feat: torch.Tensor) -> torch.Tensor:
+        x = self.norm(h)
+        msg = self.edge_mlp(torch.cat([x[dst], x[src], edge_feat], dim=-1))
+        agg = scatter(msg, dst, dim=0, dim_size=h.shape[0], reduce="mean")
+        return h + self.node_mlp(torch.cat([x, agg], dim=-1))
+
+
+class CSPNet(nn.Module):
+    """Vector field ``(x_t, t, cond) -> {frac: [N, 3], lattice: [B, 6]}``."""
+
+    def __init__(self, config: CSPNetConfig = CSPNetConfig()) -> None:
+        super().__init__()
+        self.config = config
+        h = config.hidden
+        self.type_embedding = nn.Embedding(MAX_ATOMIC_NUM + 1, h)
+        self.input = nn.Linear(h + config.time_dim, h)
+        edge_extra = config.lattice_dim + 6 * config.frequencies
+        self.layers = nn.ModuleList([CSPLayer(h, edge_extra) for _ in range(config.layers)])
+        self.out_norm = nn.LayerNorm(h)
+        self.frac_head = nn.Linear(h, 3, bias=False)
+        self.lattice_head = nn.Linear(h, config.lattice_dim, bias=False)
+
+    def forward(self, x_t: dict[str, torch.Tensor], t: torch.Tensor, cond: Conditions) -> dict[str, torch.Tensor]:
+        """Velocities of every field.
+
+        Args:
+            x_t: ``frac [N, 3]`` fractional coordinates, ``lattice [B, 6]`` standardised chart.
+            t: ``[B]`` time of each crystal.
+            cond: atom types and batch layout.
+        """
+        frac, lat = x_t["frac"], x_t["lattice"]
+        src, dst, edge_batch = fully_connected_edges(cond.num_atoms)
+        edge_feat = torch.cat(
+            [lat[edge_batch], fourier_frac(frac[src] - frac[dst], self.config.frequencies)], dim=-1
+        )
+        temb = sinusoidal_time(t, self.config.time_dim)[cond.batch]
+        h = self.input(torch.cat([self.type_embedding(cond.atom_types), temb], dim=-1))
+        for layer in self.layers:
+            h = layer(h, src, dst, edge_feat)
+        h = self.out_norm(h)
+        pooled = scatter(h, cond.batch, dim=0, dim_size=cond.num_atoms.shape[0], reduce="mean")
+        return {"frac": self.frac_head(h), "lattice": self.lattice_head(pooled)}

@@ -1,0 +1,72 @@
+"""Build flows from checkpoints; find the checkpoints bundled with the package."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from crystalflow import __version__
+from crystalflow.checkpoint import Checkpoint, load_checkpoint
+from crystalflow.csp import CSPConfig, CSPFlow
+from crystalflow.errors import CheckpointError
+from crystalflow.manifolds import LatticeChart
+from crystalflow.models import build_model
+
+#: directory of the checkpoints shipped inside the package
+BUNDLED_DIR = Path(__file__).parent / "checkpoints"
+#: the default bundled checkpoint of each task
+DEFAULTS = {"csp": "csp_mp_20.pt"}
+
+
+def bundled_checkpoint(name: str) -> Path:
+    """Path of a bundled checkpoint by file name (e.g. ``csp_perov_5.pt``)."""
+    path = BUNDLED_DIR / name
+    if not path.is_file():
+        available = sorted(p.name for p in BUNDLED_DIR.glob("*.pt"))
+        raise CheckpointError(f"no bundled checkpoint {name!r}; bundled: {available}")
+    return path
+
+
+def resolve_checkpoint(path_or_name: str | os.PathLike | None, task: str) -> Path:
+    """A user path, a bundled file name, or (None) the task's default bundled checkpoint."""
+    if path_or_name is None:
+        return bundled_checkpoint(DEFAULTS[task])
+    p = Path(path_or_name)
+    if p.is_file():
+        return p
+    if (BUNDLED_DIR / str(path_or_name)).is_file():
+        return BUNDLED_DIR / str(path_or_name)
+    raise CheckpointError(f"no such checkpoint: {path_or_name}")
+
+
+def csp_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu") -> CSPFlow:
+    """Rebuild a :class:`CSPFlow` with the checkpoint's (EMA) weights, loaded strictly."""
+    if ckpt.task != "csp":
+        raise CheckpointError(f"checkpoint is for task {ckpt.task!r}, not 'csp'")
+    model = build_model(ckpt.model_name, ckpt.model_config)
+    try:
+        model.load_state_dict(ckpt.weights, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"weights do not fit the model: {exc}") from exc
+    model.to(device).eval()
+    chart = LatticeChart.from_state_dict(ckpt.stats["lattice_chart"])
+    return CSPFlow(model, chart, CSPConfig(**ckpt.task_config))
+
+
+def load_pretrained(path_or_name: str | os.PathLike | None = None, task: str = "csp",
+                    device: str | torch.device = "cpu") -> tuple[CSPFlow, Checkpoint]:
+    """Load a flow and its checkpoint (default: the bundled checkpoint of ``task``)."""
+    ckpt = load_checkpoint(resolve_checkpoint(path_or_name, task))
+    return csp_flow_from_checkpoint(ckpt, device), ckpt
+
+
+def make_csp_checkpoint(flow: CSPFlow, model_name: str, stats: dict, weights: dict,
+                        train_state: dict | None) -> Checkpoint:
+    """Assemble the checkpoint of a CSP flow."""
+    return Checkpoint(
+        task="csp", model_name=model_name, model_config=flow.model.config.to_dict(),
+        task_config=flow.config.to_dict(), stats=stats, weights=weights, version=__version__,
+        train_state=train_state,
+    )
