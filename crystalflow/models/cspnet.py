@@ -30,6 +30,8 @@ class CSPNetConfig:
     frequencies: int = 10
     time_dim: int = 64
     lattice_dim: int = 6
+    #: width of optional per-atom conditioning features (e.g. space group / Wyckoff embeddings)
+    cond_dim: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -42,11 +44,14 @@ class Conditions:
     Attributes:
         atom_types: ``[N]`` atomic numbers; batch: ``[N]`` crystal of each atom;
         num_atoms: ``[B]`` atoms per crystal.
+        node_features: optional ``[N, cond_dim]`` extra per-atom conditioning (space-group
+            conditioned flows put their symmetry embeddings here).
     """
 
     atom_types: torch.Tensor
     batch: torch.Tensor
     num_atoms: torch.Tensor
+    node_features: torch.Tensor | None = None
 
 
 def sinusoidal_time(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -92,7 +97,7 @@ class CSPNet(nn.Module):
         self.config = config
         h = config.hidden
         self.type_embedding = nn.Embedding(MAX_ATOMIC_NUM + 1, h)
-        self.input = nn.Linear(h + config.time_dim, h)
+        self.input = nn.Linear(h + config.time_dim + config.cond_dim, h)
         edge_extra = config.lattice_dim + 6 * config.frequencies
         self.layers = nn.ModuleList([CSPLayer(h, edge_extra) for _ in range(config.layers)])
         self.out_norm = nn.LayerNorm(h)
@@ -113,7 +118,12 @@ class CSPNet(nn.Module):
             [lat[edge_batch], fourier_frac(frac[src] - frac[dst], self.config.frequencies)], dim=-1
         )
         temb = sinusoidal_time(t, self.config.time_dim)[cond.batch]
-        h = self.input(torch.cat([self.type_embedding(cond.atom_types), temb], dim=-1))
+        feats = [self.type_embedding(cond.atom_types), temb]
+        if self.config.cond_dim:
+            if cond.node_features is None:
+                raise ValueError("this network expects Conditions.node_features")
+            feats.append(cond.node_features)
+        h = self.input(torch.cat(feats, dim=-1))
         for layer in self.layers:
             h = layer(h, src, dst, edge_feat)
         h = self.out_norm(h)

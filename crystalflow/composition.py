@@ -1,0 +1,67 @@
+"""Parse and check user compositions (formula strings) into atom lists."""
+
+from __future__ import annotations
+
+import warnings
+
+from pymatgen.core import Composition, Element
+
+from crystalflow.crystals.crystal import MAX_ATOMIC_NUM
+from crystalflow.errors import InputError
+
+
+def parse_composition(formula: str | Composition) -> Composition:
+    """A pymatgen Composition from a formula; clear :class:`InputError` on anything wrong."""
+    if isinstance(formula, Composition):
+        comp = formula
+    else:
+        text = str(formula).strip()
+        if not text:
+            raise InputError("empty formula")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                comp = Composition(text)
+        except Exception as exc:
+            raise InputError(f"malformed formula {text!r}: {exc}") from exc
+    if comp.num_atoms <= 0:
+        raise InputError(f"formula {formula!r} has no atoms")
+    for el, amt in comp.items():
+        if not isinstance(el, Element) or getattr(el, "Z", None) is None:
+            raise InputError(f"unknown element {getattr(el, 'symbol', el)!s} in {str(formula)!r}")
+        if el.Z > MAX_ATOMIC_NUM:
+            raise InputError(f"element {el} (Z={el.Z}) is beyond Z={MAX_ATOMIC_NUM}")
+        if abs(amt - round(amt)) > 1e-6:
+            raise InputError(f"formula {formula!r} has a fractional amount of {el}")
+    return comp
+
+
+def atom_types_for(
+    formula: str | Composition, num_atoms: int | None = None, formula_units: int | None = None
+) -> list[int]:
+    """Atomic numbers of one cell of ``formula``.
+
+    Args:
+        formula: e.g. ``"SrTiO3"``; taken as written unless a size is given.
+        num_atoms: total atoms in the cell; must be a multiple of the reduced formula's atoms.
+        formula_units: number of reduced formula units Z in the cell.
+    """
+    comp = parse_composition(formula)
+    if num_atoms is not None and formula_units is not None:
+        raise InputError("give --num-atoms or --formula-units, not both")
+    reduced, _ = comp.get_reduced_composition_and_factor()
+    per_unit = int(round(reduced.num_atoms))
+    if num_atoms is not None:
+        if num_atoms < 1 or num_atoms % per_unit:
+            raise InputError(
+                f"{num_atoms} atoms is not a whole number of {reduced.reduced_formula} units "
+                f"({per_unit} atoms each)")
+        comp = reduced * (num_atoms // per_unit)
+    elif formula_units is not None:
+        if formula_units < 1:
+            raise InputError("--formula-units must be >= 1")
+        comp = reduced * formula_units
+    types: list[int] = []
+    for el, amt in sorted(comp.items(), key=lambda kv: kv[0].Z):
+        types.extend([el.Z] * int(round(amt)))
+    return types
