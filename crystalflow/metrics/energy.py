@@ -1,0 +1,203 @@
+"""CHGNet energies and relaxations: the energy model behind the stability metrics.
+
+CHGNet (Deng et al., "CHGNet as a pretrained universal neural network potential for charge-informed
+atomistic modelling", Nat. Mach. Intell. 2023) ships its weights inside its wheel, so nothing is
+downloaded. Energies are CHGNet's raw total energies per atom (trained on MPtrj GGA/GGA+U
+energies); no MP2020 correction is applied, neither here nor in the reference hull, so every
+E_hull this package reports is measured on a *CHGNet* hull, not a DFT one.
+
+Relaxation uses CHGNet's ``StructOptimizer`` (FIRE on positions and cell through ASE's
+``FrechetCellFilter``), as FlowMM and MatterGen do before their DFT step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from pymatgen.core import Structure
+
+from crystalflow.errors import DataError
+from crystalflow.metrics._parallel import parallel_map
+
+__all__ = [
+    "CHGNET_MODEL",
+    "Relaxation",
+    "chgnet_version",
+    "load_chgnet",
+    "relax",
+    "relax_many",
+    "static_energies",
+]
+
+#: the CHGNet weights used throughout (the default of chgnet 0.3 / 0.4)
+CHGNET_MODEL = "0.3.0"
+
+
+def chgnet_version() -> str:
+    """Installed CHGNet package version."""
+    import chgnet
+
+    return str(chgnet.__version__)
+
+
+@functools.lru_cache(maxsize=2)
+def load_chgnet(model_name: str = CHGNET_MODEL):
+    """The pretrained CHGNet model on CPU, loaded once per process from the wheel's weights.
+
+    Raises:
+        DataError: CHGNet is not installed or its weights are missing.
+    """
+    try:
+        from chgnet.model import CHGNet
+    except ImportError as exc:  # pragma: no cover - dependency of the package
+        raise DataError("CHGNet is not installed: pip install chgnet") from exc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                model = CHGNet.load(model_name=model_name, use_device="cpu", verbose=False)
+        except Exception as exc:
+            raise DataError(f"cannot load CHGNet {model_name} weights: {exc}") from exc
+    model.eval()
+    return model
+
+
+def _energies_one_by_one(model, structures: Sequence[Structure]) -> list[float | None]:
+    out: list[float | None] = []
+    for s in structures:
+        try:
+            pred = model.predict_structure(s, task="e", batch_size=1)
+            out.append(float(pred["e"]))
+        except Exception:
+            out.append(None)
+    return out
+
+
+def static_energies(
+    structures: Sequence[Structure],
+    *,
+    batch_size: int = 16,
+    model_name: str = CHGNET_MODEL,
+    progress: bool = True,
+) -> list[float | None]:
+    """CHGNet energy per atom (eV/atom) of each structure as given (no relaxation).
+
+    A batch that fails is retried structure by structure; a structure CHGNet cannot handle
+    (e.g. an isolated atom) gets ``None``.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    model = load_chgnet(model_name)
+    out: list[float | None] = []
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for start in tqdm(range(0, len(structures), batch_size), disable=not progress, desc="chgnet", leave=False):
+            chunk = list(structures[start : start + batch_size])
+            try:
+                preds = model.predict_structure(chunk, task="e", batch_size=batch_size)
+                if isinstance(preds, dict):
+                    preds = [preds]
+                out.extend(float(p["e"]) for p in preds)
+            except Exception:
+                out.extend(_energies_one_by_one(model, chunk))
+    return [e if e is not None and math.isfinite(e) else None for e in out]
+
+
+@dataclass(frozen=True)
+class Relaxation:
+    """Result of a CHGNet relaxation.
+
+    Attributes:
+        structure: the relaxed structure (the input when the relaxation failed).
+        energy_per_atom: CHGNet energy of the relaxed structure (eV/atom); ``nan`` on failure.
+        initial_energy_per_atom: CHGNet energy before relaxation (eV/atom).
+        steps: optimiser steps taken.
+        converged: the largest force fell below ``fmax`` within the step budget.
+        error: why the relaxation failed, else ``None``.
+    """
+
+    structure: Structure = field(repr=False)
+    energy_per_atom: float
+    initial_energy_per_atom: float
+    steps: int
+    converged: bool
+    error: str | None = None
+
+
+def relax(
+    structure: Structure,
+    *,
+    steps: int = 500,
+    fmax: float = 0.1,
+    relax_cell: bool = True,
+    model_name: str = CHGNET_MODEL,
+) -> Relaxation:
+    """Relax a structure with CHGNet's ``StructOptimizer`` (FIRE, FrechetCellFilter).
+
+    Args:
+        structure: the starting structure.
+        steps: maximum optimiser steps (0 gives a static evaluation).
+        fmax: force convergence threshold (eV/A).
+        relax_cell: also relax the lattice.
+        model_name: CHGNet weights.
+
+    Returns:
+        The relaxation result; failures are reported in ``error``, never raised.
+    """
+    import numpy as np
+    from chgnet.model import StructOptimizer
+
+    nan = float("nan")
+    model = load_chgnet(model_name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if steps <= 0:
+                e = static_energies([structure], model_name=model_name, progress=False)[0]
+                e = nan if e is None else e
+                return Relaxation(structure, e, e, 0, False, None if e == e else "CHGNet failed")
+            with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its device
+                optimizer = StructOptimizer(model=model, on_isolated_atoms="ignore")
+                result = optimizer.relax(
+                    structure, fmax=fmax, steps=steps, relax_cell=relax_cell, verbose=False, loginterval=1
+                )
+        except Exception as exc:
+            return Relaxation(structure, nan, nan, 0, False, f"{type(exc).__name__}: {exc}")
+    traj = result["trajectory"]
+    n = len(structure)
+    energies = [float(e) / n for e in traj.energies] if len(traj.energies) else [nan]
+    final = result["final_structure"]
+    forces = traj.forces[-1] if len(traj.forces) else None
+    converged = bool(forces is not None and np.max(np.linalg.norm(forces, axis=1)) <= fmax)
+    energy = energies[-1]
+    if not math.isfinite(energy):
+        return Relaxation(structure, nan, energies[0], len(energies) - 1, False, "non-finite energy")
+    return Relaxation(final, energy, energies[0], len(energies) - 1, converged, None)
+
+
+def _relax_task(task: tuple[dict, int, float, bool, str]) -> Relaxation:
+    """Worker: relax one structure given as a pymatgen dict."""
+    data, steps, fmax, relax_cell, model_name = task
+    return relax(Structure.from_dict(data), steps=steps, fmax=fmax, relax_cell=relax_cell, model_name=model_name)
+
+
+def relax_many(
+    structures: Sequence[Structure],
+    *,
+    steps: int = 500,
+    fmax: float = 0.1,
+    relax_cell: bool = True,
+    model_name: str = CHGNET_MODEL,
+    workers: int = 1,
+    progress: bool = True,
+) -> list[Relaxation]:
+    """:func:`relax` every structure, over ``workers`` single-threaded processes."""
+    tasks = [(s.as_dict(), steps, fmax, relax_cell, model_name) for s in structures]
+    return parallel_map(_relax_task, tasks, workers=workers, progress=progress, desc="relax", chunksize=1)

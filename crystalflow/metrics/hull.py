@@ -1,0 +1,427 @@
+"""The reference convex hull for energy-above-hull, computed with CHGNet (not DFT).
+
+The hull is built with the *same* energy model as the samples it judges: CHGNet static energies
+(per atom, no MP2020 corrections) of the MP-20 structures (train + val + test, at their DFT
+geometries) plus elemental references (ASE's reference crystal of each element, relaxed with
+CHGNet). Energy above hull follows pymatgen's ``PhaseDiagram.get_decomp_and_e_above_hull``
+(Ong et al., Chem. Mater. 2008), restricted to the chemical system of the structure.
+
+The hull is cached as a small gzip CSV (``id, formula, energy_per_atom, source``) in
+``data/hull/`` (or ``$CRYSTALFLOW_HULL_DIR``), named by a hash of its inputs (data files, CHGNet
+version and weights, settings) with a JSON side-car describing them. A build is resumable: partial
+results are saved atomically after every chunk.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import io
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from pymatgen.core import Composition, Structure
+
+from crystalflow.errors import DataError
+
+__all__ = [
+    "HULL_SPLITS",
+    "HullSpec",
+    "ReferenceHull",
+    "build_reference_hull",
+    "default_data_dir",
+    "hull_dir",
+    "load_reference_hull",
+]
+
+#: MP-20 splits that make up the reference hull
+HULL_SPLITS = ("train", "val", "test")
+#: bumped whenever the way the hull is computed changes (part of the cache key)
+HULL_FORMAT = 1
+#: relaxation of the elemental references
+ELEMENT_RELAX_STEPS = 300
+ELEMENT_RELAX_FMAX = 0.05
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def hull_dir() -> Path:
+    """Directory of cached hulls: ``$CRYSTALFLOW_HULL_DIR`` or ``<repo>/data/hull``."""
+    env = os.environ.get("CRYSTALFLOW_HULL_DIR")
+    return Path(env) if env else _repo_root() / "data" / "hull"
+
+
+def default_data_dir() -> Path:
+    """MP-20 directory: ``$CRYSTALFLOW_DATA/mp_20`` or ``<repo>/../shared/data/mp_20``."""
+    env = os.environ.get("CRYSTALFLOW_DATA")
+    base = Path(env) if env else _repo_root().parent / "shared" / "data"
+    return base / "mp_20"
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class HullSpec:
+    """Everything a reference hull depends on; its :meth:`key` names the cached file.
+
+    Attributes:
+        data_files: ``(file name, sha256)`` of each input CSV.
+        chgnet_version: CHGNet package version.
+        model_name: CHGNet weights.
+        settings: other settings (format version, elemental-reference relaxation).
+    """
+
+    data_files: tuple[tuple[str, str], ...]
+    chgnet_version: str
+    model_name: str
+    settings: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_data_dir(cls, data_dir: str | Path, splits: Sequence[str] = HULL_SPLITS) -> "HullSpec":
+        """Spec of a hull over ``<data_dir>/<split>.csv.gz`` with the installed CHGNet.
+
+        Raises:
+            DataError: a split file is missing.
+        """
+        from crystalflow.metrics.energy import CHGNET_MODEL, chgnet_version
+
+        data_dir = Path(data_dir)
+        files = []
+        for split in splits:
+            path = data_dir / f"{split}.csv.gz"
+            if not path.is_file():
+                raise DataError(f"hull input {path} does not exist")
+            files.append((f"{data_dir.name}/{path.name}", _file_sha256(path)))
+        settings = (
+            ("format", str(HULL_FORMAT)),
+            ("energies", "chgnet static, eV/atom, no corrections"),
+            ("elements", f"ase bulk, chgnet relax fmax={ELEMENT_RELAX_FMAX} steps={ELEMENT_RELAX_STEPS}"),
+        )
+        return cls(tuple(files), chgnet_version(), CHGNET_MODEL, settings)
+
+    def key(self) -> str:
+        """First 12 hex digits of the SHA-256 of the spec."""
+        text = json.dumps(
+            [self.data_files, self.chgnet_version, self.model_name, self.settings], sort_keys=True
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def filename(self) -> str:
+        """Name of the cached hull file."""
+        return f"chgnet-hull-{self.key()}.csv.gz"
+
+    def to_dict(self) -> dict:
+        return {
+            "key": self.key(),
+            "data_files": [list(f) for f in self.data_files],
+            "chgnet_version": self.chgnet_version,
+            "model_name": self.model_name,
+            "settings": dict(self.settings),
+        }
+
+
+@dataclass(frozen=True)
+class HullEntry:
+    """One reference energy: ``energy_per_atom`` (eV/atom) of ``formula``."""
+
+    id: str
+    formula: str
+    energy_per_atom: float
+    source: str = "mp_20"
+
+
+@dataclass(frozen=True)
+class EHull:
+    """Energy above hull of one structure.
+
+    Attributes:
+        e_above_hull: eV/atom above the CHGNet hull (negative: below it, i.e. a new ground state);
+            ``nan`` when the hull lacks an element of the structure.
+        decomposition: reduced formulas of the hull phases it decomposes into.
+    """
+
+    e_above_hull: float
+    decomposition: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReferenceHull:
+    """A set of reference energies and the convex hulls of their chemical systems.
+
+    Attributes:
+        entries: the reference energies.
+        description: provenance printed next to every E_hull figure.
+    """
+
+    entries: tuple[HullEntry, ...] = field(repr=False)
+    description: str = "CHGNet hull"
+
+    @functools.cached_property
+    def _by_element_set(self) -> dict[frozenset[str], list]:
+        from pymatgen.analysis.phase_diagram import PDEntry
+
+        groups: dict[frozenset[str], list] = {}
+        for e in self.entries:
+            comp = Composition(e.formula)
+            entry = PDEntry(comp, e.energy_per_atom * comp.num_atoms, name=e.formula, attribute=e.id)
+            groups.setdefault(frozenset(el.symbol for el in comp.elements), []).append(entry)
+        return groups
+
+    @functools.cached_property
+    def elements(self) -> frozenset[str]:
+        """Elements with an elemental reference energy."""
+        return frozenset(next(iter(k)) for k in self._by_element_set if len(k) == 1)
+
+    @functools.cached_property
+    def _diagrams(self) -> dict:
+        return {}
+
+    def phase_diagram(self, chemsys: frozenset[str]):
+        """pymatgen ``PhaseDiagram`` of the entries within a chemical system (cached)."""
+        from pymatgen.analysis.phase_diagram import PhaseDiagram
+
+        chemsys = frozenset(chemsys)
+        if chemsys not in self._diagrams:
+            entries = [e for k, group in self._by_element_set.items() if k <= chemsys for e in group]
+            self._diagrams[chemsys] = PhaseDiagram(entries)
+        return self._diagrams[chemsys]
+
+    def e_above_hull(self, composition: Composition | str, energy_per_atom: float) -> EHull:
+        """Energy above the hull of a phase of this composition and energy (eV/atom).
+
+        Negative values (the phase lies below the reference hull) are kept, as FlowMM and
+        MatterGen do before counting E_hull < 0 as "stable".
+        """
+        from pymatgen.analysis.phase_diagram import PDEntry
+
+        comp = Composition(composition)
+        chemsys = frozenset(el.symbol for el in comp.elements)
+        if not math.isfinite(energy_per_atom) or not chemsys or not chemsys <= self.elements:
+            return EHull(float("nan"))
+        pd = self.phase_diagram(chemsys)
+        entry = PDEntry(comp, energy_per_atom * comp.num_atoms)
+        decomp, ehull = pd.get_decomp_and_e_above_hull(entry, allow_negative=True)
+        names = tuple(sorted(d.composition.reduced_formula for d in decomp))
+        return EHull(float(ehull), names)
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[HullEntry], description: str = "CHGNet hull") -> "ReferenceHull":
+        return cls(tuple(entries), description)
+
+
+# ----------------------------------------------------------------------------------- file io
+_COLUMNS = ("id", "formula", "energy_per_atom", "source")
+
+
+def _write_entries_atomic(path: Path, entries: Sequence[HullEntry]) -> None:
+    """Write a gzip CSV via a temporary file and an atomic rename."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(_COLUMNS)
+    for e in entries:
+        writer.writerow((e.id, e.formula, f"{float(e.energy_per_atom):.6f}", e.source))
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with gzip.open(tmp, "wt", compresslevel=9) as f:
+        f.write(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def read_hull_entries(path: str | Path) -> list[HullEntry]:
+    """Entries of a hull file written by :func:`build_reference_hull`.
+
+    Raises:
+        DataError: the file is missing or malformed.
+    """
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"hull file {path} does not exist")
+    try:
+        with gzip.open(path, "rt") as f:
+            rows = list(csv.DictReader(f))
+        return [HullEntry(r["id"], r["formula"], float(r["energy_per_atom"]), r.get("source") or "") for r in rows]
+    except (OSError, KeyError, ValueError, EOFError) as exc:
+        raise DataError(f"hull file {path} is unreadable: {exc}") from exc
+
+
+def _description(meta: dict) -> str:
+    files = ", ".join(f for f, _ in meta.get("data_files", []))
+    return (
+        f"CHGNet {meta.get('model_name', '?')} hull (chgnet {meta.get('chgnet_version', '?')}; "
+        f"{meta.get('num_entries', '?')} entries from {files or '?'} + elemental references; "
+        "NOT a DFT hull)"
+    )
+
+
+def load_reference_hull(path: str | Path | None = None, *, data_dir: str | Path | None = None) -> ReferenceHull:
+    """The cached CHGNet reference hull.
+
+    Args:
+        path: an explicit hull file; otherwise the file keyed by the inputs in ``data_dir``
+            (default :func:`default_data_dir`). When ``data_dir`` does not exist, the newest hull
+            in :func:`hull_dir` is used.
+
+    Raises:
+        DataError: no hull is cached for these inputs (build it with
+            ``crystalflow evaluate build-hull``), or the file is unreadable.
+    """
+    if path is None:
+        directory = hull_dir()
+        data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+        if data_dir.is_dir():
+            spec = HullSpec.from_data_dir(data_dir)
+            path = directory / spec.filename()
+            if not path.is_file():
+                raise DataError(
+                    f"no CHGNet reference hull cached for the inputs in {data_dir} (key {spec.key()}, "
+                    f"looked for {path}); build it with: crystalflow evaluate build-hull --data-dir {data_dir}"
+                )
+        else:
+            candidates = sorted(directory.glob("chgnet-hull-*.csv.gz"), key=lambda p: p.stat().st_mtime)
+            if not candidates:
+                raise DataError(
+                    f"no CHGNet reference hull in {directory}; build it with: "
+                    "crystalflow evaluate build-hull --data-dir DIR"
+                )
+            path = candidates[-1]
+    path = Path(path)
+    meta_path = path.with_name(path.name.replace(".csv.gz", ".json"))
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    return ReferenceHull.from_entries(read_hull_entries(path), _description(meta) if meta else f"CHGNet hull {path.name}")
+
+
+# ---------------------------------------------------------------------------------- building
+def elemental_reference_structures(elements: Iterable[str]) -> dict[str, Structure]:
+    """ASE's reference crystal (``ase.build.bulk``) of each element that has one."""
+    from ase.build import bulk
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    out = {}
+    for symbol in sorted(set(elements)):
+        try:
+            out[symbol] = AseAtomsAdaptor.get_structure(bulk(symbol))
+        except Exception:  # molecular or unsupported reference state
+            continue
+    return out
+
+
+def _log_to(log: Callable[[str], None] | None) -> Callable[[str], None]:
+    return log or (lambda msg: None)
+
+
+def build_reference_hull(
+    data_dir: str | Path | None = None,
+    *,
+    out_dir: str | Path | None = None,
+    chunk_size: int = 512,
+    batch_size: int = 16,
+    limit: int | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Compute and cache the CHGNet reference hull of MP-20 (train + val + test + elements).
+
+    Resumable: results are saved atomically to ``<name>.partial.csv.gz`` after every chunk of
+    ``chunk_size`` structures, and a rerun continues from there.
+
+    Args:
+        data_dir: folder with ``train/val/test.csv.gz`` (default :func:`default_data_dir`).
+        out_dir: where to write the hull (default :func:`hull_dir`).
+        chunk_size: structures between two checkpoints.
+        batch_size: CHGNet batch size.
+        limit: only the first ``limit`` rows of each split (for tests; changes the key).
+        progress: show a progress bar.
+        log: called with progress messages.
+
+    Returns:
+        Path of the hull file.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from crystalflow.metrics.energy import relax, static_energies
+    from crystalflow.metrics.io import parse_cif
+
+    say = _log_to(log)
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    spec = HullSpec.from_data_dir(data_dir)
+    if limit is not None:
+        spec = HullSpec(spec.data_files, spec.chgnet_version, spec.model_name, spec.settings + (("limit", str(limit)),))
+    out_dir = Path(out_dir) if out_dir is not None else hull_dir()
+    final = out_dir / spec.filename()
+    if final.is_file():
+        say(f"hull already cached: {final}")
+        return final
+    partial = out_dir / (spec.filename().replace(".csv.gz", ".partial.csv.gz"))
+    done: list[HullEntry] = read_hull_entries(partial) if partial.is_file() else []
+    done_ids = {e.id for e in done}
+    say(f"hull key {spec.key()}: {len(done)} entries already computed")
+
+    rows = []
+    for split in HULL_SPLITS:
+        table = pd.read_csv(data_dir / f"{split}.csv.gz", usecols=["material_id", "cif"], nrows=limit)
+        rows.extend((str(m), c) for m, c in zip(table["material_id"], table["cif"]))
+    todo = [(m, c) for m, c in rows if m not in done_ids]
+    say(f"{len(rows)} structures, {len(todo)} to compute")
+    failed = 0
+    bar = tqdm(total=len(rows), initial=len(rows) - len(todo), disable=not progress, desc="hull")
+    t0 = time.time()
+    for start in range(0, len(todo), chunk_size):
+        chunk = todo[start : start + chunk_size]
+        structures, ids = [], []
+        for mid, cif in chunk:
+            try:
+                structures.append(parse_cif(cif))
+                ids.append(mid)
+            except Exception:
+                failed += 1
+        energies = static_energies(structures, batch_size=batch_size, progress=False)
+        for mid, s, e in zip(ids, structures, energies):
+            if e is None:
+                failed += 1
+                continue
+            done.append(HullEntry(mid, s.composition.formula.replace(" ", ""), e, "mp_20"))
+        _write_entries_atomic(partial, done)
+        bar.update(len(chunk))
+        rate = (time.time() - t0) / (start + len(chunk))
+        say(f"{len(done)}/{len(rows)} done ({rate * 1000:.0f} ms/structure, {failed} failed)")
+    bar.close()
+
+    elements = {el.symbol for e in done for el in Composition(e.formula).elements}
+    refs = elemental_reference_structures(elements)
+    say(f"relaxing {len(refs)} elemental references")
+    for symbol, structure in tqdm(refs.items(), disable=not progress, desc="elements"):
+        result = relax(structure, steps=ELEMENT_RELAX_STEPS, fmax=ELEMENT_RELAX_FMAX)
+        if result.error is None and math.isfinite(result.energy_per_atom):
+            done.append(HullEntry(f"ase-{symbol}", result.structure.composition.formula.replace(" ", ""),
+                                  result.energy_per_atom, "ase_bulk"))
+    _write_entries_atomic(final, done)
+    meta = spec.to_dict() | {
+        "num_entries": len(done),
+        "num_failed": failed,
+        "built": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "note": "CHGNet energies (not DFT); elemental references from ase.build.bulk relaxed with CHGNet",
+    }
+    final.with_name(final.name.replace(".csv.gz", ".json")).write_text(json.dumps(meta, indent=1) + "\n")
+    if partial.is_file():
+        partial.unlink()
+    say(f"wrote {final} ({len(done)} entries)")
+    return final

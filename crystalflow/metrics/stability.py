@@ -1,0 +1,250 @@
+"""Thermodynamic stability of generated crystals: CHGNet relaxation, E_hull and S.U.N.
+
+Protocol (FlowMM, Miller et al., ICML 2024; MatterGen, Zeni et al., Nature 2025), with CHGNet in
+place of DFT: relax every sample with CHGNet, take its energy per atom, and compute the energy above
+the convex hull of a reference set evaluated with the *same* model
+(:mod:`crystalflow.metrics.hull`). Reported rates use all samples as the denominator (a failed
+relaxation is not stable):
+
+* ``frac_stable``: E_hull < 0.0 eV/atom (FlowMM's "stable");
+* ``frac_metastable``: E_hull < 0.1 eV/atom (MatterGen's "stable" threshold);
+* ``sun_rate``: stable (E_hull < 0.0), unique within the set and novel w.r.t. the training split
+  (uniqueness and novelty as in :mod:`crystalflow.metrics.novelty`, on relaxed structures);
+  ``msun_rate`` is the same with E_hull < 0.1.
+
+All E_hull values are relative to a CHGNet hull, not a DFT one.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from pymatgen.core import Structure
+
+from crystalflow.metrics.energy import relax_many
+from crystalflow.metrics.hull import ReferenceHull
+
+__all__ = [
+    "METASTABLE_THRESHOLD",
+    "STABLE_THRESHOLD",
+    "StabilityMetrics",
+    "StabilityRecord",
+    "StabilityResult",
+    "evaluate_stability",
+    "stability_metrics",
+    "write_stability_csv",
+]
+
+#: eV/atom: "stable" means strictly below this E_hull
+STABLE_THRESHOLD = 0.0
+#: eV/atom: "metastable" means strictly below this E_hull
+METASTABLE_THRESHOLD = 0.1
+
+
+@dataclass(frozen=True)
+class StabilityRecord:
+    """Stability of one sample.
+
+    Attributes:
+        name: sample name (file stem).
+        formula: reduced formula.
+        num_sites: atoms in the cell.
+        energy_per_atom: CHGNet energy after relaxation (eV/atom).
+        initial_energy_per_atom: CHGNet energy before relaxation (eV/atom).
+        e_above_hull: eV/atom above the CHGNet hull (``nan`` if unavailable).
+        decomposition: hull phases it decomposes into, ``+``-joined.
+        relax_steps: optimiser steps taken.
+        converged: forces fell below ``fmax``.
+        unique: matches no earlier sample (``None`` if not computed).
+        novel: matches no training structure (``None`` if not computed).
+        error: why relaxation or E_hull failed.
+        structure: the relaxed structure (not written to CSV).
+    """
+
+    name: str
+    formula: str
+    num_sites: int
+    energy_per_atom: float
+    initial_energy_per_atom: float
+    e_above_hull: float
+    decomposition: str
+    relax_steps: int
+    converged: bool
+    unique: bool | None = None
+    novel: bool | None = None
+    error: str | None = None
+    structure: Structure | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class StabilityMetrics:
+    """Stability rates of a set of samples (all against a CHGNet hull).
+
+    Attributes:
+        num_structures: samples given.
+        num_evaluated: samples with a finite E_hull.
+        frac_stable: fraction with E_hull < 0.0 eV/atom.
+        frac_metastable: fraction with E_hull < 0.1 eV/atom.
+        mean_e_above_hull: mean finite E_hull (eV/atom).
+        median_e_above_hull: median finite E_hull (eV/atom).
+        mean_energy_per_atom: mean relaxed CHGNet energy (eV/atom).
+        sun_rate: stable, unique and novel (``None`` without uniqueness/novelty).
+        msun_rate: metastable, unique and novel (``None`` without uniqueness/novelty).
+        seconds_per_structure: wall time per sample of relaxation + E_hull.
+        hull: description of the reference hull.
+    """
+
+    num_structures: int
+    num_evaluated: int
+    frac_stable: float
+    frac_metastable: float
+    mean_e_above_hull: float
+    median_e_above_hull: float
+    mean_energy_per_atom: float
+    sun_rate: float | None
+    msun_rate: float | None
+    seconds_per_structure: float
+    hull: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StabilityResult:
+    """Per-sample records and the aggregated metrics."""
+
+    records: tuple[StabilityRecord, ...]
+    metrics: StabilityMetrics
+
+
+def _nanfloat(values: Sequence[float], fn) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(fn(finite)) if finite else float("nan")
+
+
+def stability_metrics(
+    records: Sequence[StabilityRecord], *, hull_description: str = "CHGNet hull", seconds_per_structure: float = float("nan")
+) -> StabilityMetrics:
+    """Aggregate per-sample records into :class:`StabilityMetrics` (denominator: all samples)."""
+    n = len(records)
+    ehull = [r.e_above_hull for r in records]
+    stable = [math.isfinite(e) and e < STABLE_THRESHOLD for e in ehull]
+    meta = [math.isfinite(e) and e < METASTABLE_THRESHOLD for e in ehull]
+    have_un = n > 0 and all(r.unique is not None and r.novel is not None for r in records)
+    sun = msun = None
+    if have_un:
+        sun = sum(s and r.unique and r.novel for s, r in zip(stable, records)) / n
+        msun = sum(m and r.unique and r.novel for m, r in zip(meta, records)) / n
+    return StabilityMetrics(
+        num_structures=n,
+        num_evaluated=sum(math.isfinite(e) for e in ehull),
+        frac_stable=sum(stable) / n if n else float("nan"),
+        frac_metastable=sum(meta) / n if n else float("nan"),
+        mean_e_above_hull=_nanfloat(ehull, np.mean),
+        median_e_above_hull=_nanfloat(ehull, np.median),
+        mean_energy_per_atom=_nanfloat([r.energy_per_atom for r in records], np.mean),
+        sun_rate=sun,
+        msun_rate=msun,
+        seconds_per_structure=seconds_per_structure,
+        hull=hull_description,
+    )
+
+
+def evaluate_stability(
+    structures: Sequence[Structure],
+    hull: ReferenceHull,
+    *,
+    names: Sequence[str] | None = None,
+    train: Sequence[Structure] | None = None,
+    relax_steps: int = 500,
+    fmax: float = 0.1,
+    workers: int = 1,
+    progress: bool = True,
+) -> StabilityResult:
+    """Relax with CHGNet, compute E_hull against ``hull`` and, given ``train``, S.U.N.
+
+    Args:
+        structures: the samples.
+        hull: the CHGNet reference hull (:func:`crystalflow.metrics.hull.load_reference_hull`).
+        names: a name per sample (default ``0, 1, ...``).
+        train: training structures for novelty (S.U.N. is computed only with them).
+        relax_steps: CHGNet FIRE steps (0: static energies of the structures as given).
+        fmax: force threshold (eV/A).
+        workers: processes for the relaxations.
+        progress: show progress bars.
+    """
+    from crystalflow.metrics.novelty import novelty_flags, uniqueness_flags
+
+    names = list(names) if names is not None else [str(i) for i in range(len(structures))]
+    if len(names) != len(structures):
+        raise ValueError(f"{len(names)} names for {len(structures)} structures")
+    t0 = time.perf_counter()
+    relaxed = relax_many(structures, steps=relax_steps, fmax=fmax, workers=workers, progress=progress)
+    records: list[StabilityRecord] = []
+    for name, start, r in zip(names, structures, relaxed):
+        error = r.error
+        ehull, decomp = float("nan"), ""
+        if error is None:
+            try:
+                result = hull.e_above_hull(r.structure.composition, r.energy_per_atom)
+                ehull, decomp = result.e_above_hull, "+".join(result.decomposition)
+                if not math.isfinite(ehull):
+                    error = "no hull for this chemical system"
+            except Exception as exc:  # degenerate hull
+                error = f"E_hull failed: {exc}"
+        records.append(StabilityRecord(
+            name=name, formula=start.composition.reduced_formula, num_sites=len(start),
+            energy_per_atom=r.energy_per_atom, initial_energy_per_atom=r.initial_energy_per_atom,
+            e_above_hull=ehull, decomposition=decomp, relax_steps=r.steps, converged=r.converged,
+            error=error, structure=r.structure,
+        ))
+    if train is not None and records:
+        final = [r.structure for r in records]
+        unique = uniqueness_flags(final, workers=workers, progress=progress)
+        novel = novelty_flags(final, train, workers=workers, progress=progress)
+        records = [
+            StabilityRecord(**{**_fields(r), "unique": u, "novel": v}) for r, u, v in zip(records, unique, novel)
+        ]
+    elapsed = time.perf_counter() - t0
+    metrics = stability_metrics(
+        records, hull_description=hull.description,
+        seconds_per_structure=elapsed / len(records) if records else float("nan"),
+    )
+    return StabilityResult(tuple(records), metrics)
+
+
+def _fields(record: StabilityRecord) -> dict:
+    return {k: getattr(record, k) for k in record.__dataclass_fields__}
+
+
+CSV_COLUMNS = (
+    "name", "formula", "num_sites", "energy_per_atom", "initial_energy_per_atom", "e_above_hull",
+    "decomposition", "relax_steps", "converged", "unique", "novel", "error",
+)
+
+
+def write_stability_csv(records: Sequence[StabilityRecord], path: str | Path) -> Path:
+    """Per-sample energies and E_hull as CSV (the header notes nothing; E_hull is vs a CHGNet hull)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for r in records:
+            row = []
+            for col in CSV_COLUMNS:
+                v = getattr(r, col)
+                if isinstance(v, float):
+                    v = "" if not math.isfinite(v) else f"{v:.6f}"
+                elif v is None:
+                    v = ""
+                row.append(v)
+            writer.writerow(row)
+    return path

@@ -1,0 +1,214 @@
+"""Structural and compositional validity of crystals, as CDVAE defines them.
+
+Both checks follow Xie et al., "Crystal Diffusion Variational Autoencoder for Periodic Material
+Generation" (ICLR 2022), as implemented in CDVAE's ``scripts/eval_utils.py`` and
+``scripts/compute_metrics.py`` and reused unchanged by DiffCSP, FlowMM and later work:
+
+* *structural validity*: the smallest distance between two different atoms (minimum-image
+  convention, so periodic images count) is at least 0.5 A, and the cell volume is at least
+  0.1 A^3 (CDVAE's "unrealistically small lattice" rule); a cell with a non-positive lattice
+  length cannot be built and is invalid;
+* *compositional validity* (``smact_validity``): the composition, reduced by the gcd of its counts,
+  is a single element, or made only of metals (SMACT's metal list), or admits at least one
+  combination of SMACT oxidation states that is charge neutral in exactly these proportions and
+  passes the Pauling electronegativity test (cations less electronegative than anions).
+
+SMACT >= 3 changed two defaults that CDVAE relied on; this module pins CDVAE's behaviour:
+``Element.oxidation_states`` now holds the ICSD-24 list, so we read ``oxidation_states_smact14``
+(the default list of SMACT 2.x, data file ``oxidation_states.txt``); and SMACT's Pauling test now
+fails on a missing electronegativity, where SMACT 2.x raised ``TypeError`` and CDVAE then accepted
+the combination, so the test is re-stated here with the old semantics.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from typing import Sequence
+
+import numpy as np
+from pymatgen.core import Composition, Element, Structure
+
+from crystalflow.errors import InputError
+
+__all__ = [
+    "CDVAE_METALS",
+    "DISTANCE_CUTOFF",
+    "MIN_VOLUME",
+    "is_valid",
+    "min_interatomic_distance",
+    "smact_validity",
+    "structure_validity",
+]
+
+#: CDVAE's minimum interatomic distance (A)
+DISTANCE_CUTOFF = 0.5
+#: CDVAE's minimum cell volume (A^3)
+MIN_VOLUME = 0.1
+
+#: ``smact.metals`` as of SMACT 2.x (the list CDVAE's ``include_alloys`` rule uses); SMACT 4.0
+#: ships the same 79 elements. Pinned here so that a future SMACT cannot silently change it.
+CDVAE_METALS: frozenset[str] = frozenset(
+    "Li Be Na Mg Al K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In "
+    "Sn Sb Cs Ba La Ce Pr Nd Sm Eu Gd Tb Dy Ho Er Tm Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po Fr "
+    "Ra Ac Th Pa U Np Pu Am Cm Bk Cf Es Fm Md No".split()
+)
+
+
+def min_interatomic_distance(structure: Structure) -> float:
+    """Smallest distance between two different sites, periodic images included (A).
+
+    Uses pymatgen's minimum-image ``distance_matrix`` exactly as CDVAE does; the distance of a site
+    to its own periodic image is not considered (CDVAE pads the diagonal). A one-site structure
+    returns ``inf``.
+    """
+    if len(structure) < 2:
+        return math.inf
+    dist = np.array(structure.distance_matrix, dtype=float)
+    np.fill_diagonal(dist, np.inf)
+    return float(np.min(dist))
+
+
+def structure_validity(structure: Structure, cutoff: float = DISTANCE_CUTOFF) -> bool:
+    """CDVAE structural validity: all interatomic distances >= ``cutoff`` and volume >= 0.1 A^3.
+
+    Definition: CDVAE ``structure_validity`` (Xie et al. 2022, eval_utils.py) together with its
+    ``Crystal.get_structure`` rules (non-positive lattice lengths or a volume below 0.1 A^3 make the
+    crystal invalid). Distances are minimum-image distances between different sites. Structures
+    with non-finite lattice or coordinates are invalid.
+
+    Args:
+        structure: the crystal to check.
+        cutoff: minimum allowed distance in A (0.5 in CDVAE).
+
+    Returns:
+        ``True`` when the structure is valid.
+    """
+    lattice = structure.lattice
+    if not np.all(np.isfinite(lattice.matrix)) or min(lattice.abc) <= 0:
+        return False
+    volume = float(lattice.volume)
+    if not np.isfinite(volume) or volume < MIN_VOLUME:
+        return False
+    if len(structure) and not np.all(np.isfinite(structure.frac_coords)):
+        return False
+    dmin = min_interatomic_distance(structure)
+    return bool(dmin >= cutoff)
+
+
+@functools.lru_cache(maxsize=None)
+def _smact_element_data(symbol: str) -> tuple[tuple[int, ...], float | None]:
+    """Oxidation states (SMACT 2.x default list) and Pauling electronegativity of an element."""
+    import smact
+
+    try:
+        element = smact.Element(symbol)
+    except (KeyError, NameError) as exc:
+        raise InputError(f"SMACT has no data for element {symbol!r}") from exc
+    states = getattr(element, "oxidation_states_smact14", None)
+    if states is None and not hasattr(element, "oxidation_states_smact14"):  # SMACT 2.x
+        states = element.oxidation_states
+    return tuple(states or ()), element.pauling_eneg
+
+
+def _pauling_test_cdvae(ox_states: Sequence[int], electronegs: Sequence[float | None]) -> bool:
+    """Pauling electronegativity test with the semantics CDVAE saw (SMACT 2.x + ``except TypeError``).
+
+    Pairs of sites are scanned in order; a cation at least as electronegative as an anion fails.
+    When the first opposite-sign pair that reaches a comparison lacks an electronegativity,
+    SMACT 2.x raised ``TypeError`` and CDVAE counted the combination as passing.
+    """
+    for (ox1, en1), (ox2, en2) in itertools.combinations(zip(ox_states, electronegs), 2):
+        if (ox1 > 0 and ox2 < 0) or (ox1 < 0 and ox2 > 0):
+            if en1 is None or en2 is None:
+                return True
+            if ox1 > 0 and en1 >= en2:
+                return False
+            if ox1 < 0 and en1 <= en2:
+                return False
+    return True
+
+
+def _integer_counts(composition: Composition) -> dict[str, int]:
+    """Element -> integer count of a composition, sorted by atomic number (CDVAE's order)."""
+    amounts = composition.get_el_amt_dict()
+    counts: dict[str, int] = {}
+    for symbol in sorted(amounts, key=lambda s: Element(s).Z):
+        value = amounts[symbol]
+        if value <= 0:
+            continue
+        rounded = round(value)
+        if abs(value - rounded) > 1e-6 or rounded == 0:
+            raise InputError(f"composition {composition.formula!r} has non-integer amounts")
+        counts[symbol] = int(rounded)
+    if not counts:
+        raise InputError("empty composition")
+    return counts
+
+
+def smact_validity(
+    composition: Composition | str,
+    use_pauling_test: bool = True,
+    include_alloys: bool = True,
+) -> bool:
+    """CDVAE compositional validity (``smact_validity`` in CDVAE's eval_utils.py).
+
+    The counts are reduced by their gcd. A single element is valid; with ``include_alloys`` a
+    composition made only of metals is valid; otherwise the composition is valid when some
+    assignment of one SMACT oxidation state per element (SMACT's default list, as of 2.x) is charge
+    neutral for exactly these reduced counts (``smact.neutral_ratios`` with ``stoichs`` equal to the
+    counts) and, with ``use_pauling_test``, cations are less electronegative than anions.
+
+    Args:
+        composition: a pymatgen Composition or a formula such as ``"NaCl"``.
+        use_pauling_test: apply the electronegativity test (CDVAE: yes).
+        include_alloys: accept all-metal compositions (CDVAE: yes).
+
+    Returns:
+        ``True`` when the composition is SMACT-valid.
+
+    Raises:
+        InputError: the formula cannot be parsed or has non-integer amounts.
+    """
+    if isinstance(composition, str):
+        try:
+            composition = Composition(composition)
+        except Exception as exc:  # pymatgen raises several types for bad formulas
+            raise InputError(f"cannot parse formula {composition!r}: {exc}") from exc
+    try:
+        counts = _integer_counts(composition)
+    except (ValueError, KeyError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"invalid composition {composition!r}: {exc}") from exc
+    symbols = tuple(counts)
+    gcd = math.gcd(*counts.values())
+    stoich = tuple(c // gcd for c in counts.values())
+    if len(symbols) == 1:
+        return True
+    if include_alloys and all(s in CDVAE_METALS for s in symbols):
+        return True
+    data = [_smact_element_data(s) for s in symbols]
+    ox_lists = [d[0] for d in data]
+    electronegs = [d[1] for d in data]
+    for ox_states in itertools.product(*ox_lists):
+        if sum(o * n for o, n in zip(ox_states, stoich)) != 0:
+            continue
+        if not use_pauling_test or _pauling_test_cdvae(ox_states, electronegs):
+            return True
+    return False
+
+
+def is_valid(structure: Structure, cutoff: float = DISTANCE_CUTOFF) -> bool:
+    """CDVAE overall validity: :func:`structure_validity` and :func:`smact_validity` both hold.
+
+    A composition SMACT cannot judge (non-integer occupancies, an element without SMACT data)
+    counts as invalid rather than raising.
+    """
+    if not structure_validity(structure, cutoff):
+        return False
+    try:
+        return smact_validity(structure.composition)
+    except InputError:
+        return False

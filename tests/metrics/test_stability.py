@@ -1,0 +1,168 @@
+"""CHGNet relaxation, the reference hull and E_hull on a tiny Na-Cl hull."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from crystalflow.cli import main
+from crystalflow.errors import DataError
+from crystalflow.metrics.energy import relax, static_energies
+from crystalflow.metrics.hull import (
+    HullEntry,
+    HullSpec,
+    ReferenceHull,
+    build_reference_hull,
+    load_reference_hull,
+    read_hull_entries,
+)
+from crystalflow.metrics.stability import evaluate_stability, stability_metrics, write_stability_csv
+
+from .conftest import rocksalt_nacl
+
+
+def nacl_prim(a: float = 5.69) -> Structure:
+    return rocksalt_nacl(a).get_primitive_structure()
+
+
+def bcc_na() -> Structure:
+    return Structure(Lattice.cubic(4.23), ["Na", "Na"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def cl2_box() -> Structure:
+    """A Cl2 molecule in a 8 A box: a crude elemental reference for chlorine."""
+    return Structure(Lattice.cubic(8.0), ["Cl", "Cl"], [[0, 0, 0], [1.99 / 8.0, 0, 0]])
+
+
+@pytest.fixture(scope="module")
+def tiny_hull() -> ReferenceHull:
+    """Na (bcc), Cl2 and NaCl (experimental geometry), all with CHGNet static energies."""
+    e_na, e_cl, e_nacl = static_energies([bcc_na(), cl2_box(), nacl_prim()], progress=False)
+    return ReferenceHull.from_entries(
+        [HullEntry("na", "Na2", e_na), HullEntry("cl", "Cl2", e_cl), HullEntry("nacl", "NaCl", e_nacl)],
+        "tiny CHGNet hull (test)",
+    )
+
+
+@pytest.fixture(scope="module")
+def relaxed_nacl():
+    return relax(nacl_prim(5.5), steps=100, fmax=0.05)
+
+
+def test_relaxation_lowers_energy(relaxed_nacl):
+    r = relaxed_nacl
+    assert r.error is None and r.converged
+    assert r.energy_per_atom <= r.initial_energy_per_atom + 1e-6
+    assert 5.4 < r.structure.lattice.a * math.sqrt(2) < 5.9  # conventional a of rock salt
+
+
+def test_relaxed_rocksalt_is_on_the_hull(tiny_hull, relaxed_nacl):
+    result = tiny_hull.e_above_hull(relaxed_nacl.structure.composition, relaxed_nacl.energy_per_atom)
+    assert result.e_above_hull < 0.05
+    assert result.decomposition == ("NaCl",)
+
+
+def test_compressed_rocksalt_is_far_above(tiny_hull):
+    squeezed = nacl_prim()
+    squeezed.scale_lattice(squeezed.volume * 0.55)
+    (energy,) = static_energies([squeezed], progress=False)
+    assert tiny_hull.e_above_hull("NaCl", energy).e_above_hull > 0.5
+
+
+def test_missing_element_gives_nan(tiny_hull):
+    assert math.isnan(tiny_hull.e_above_hull("KCl", -3.0).e_above_hull)
+
+
+def test_evaluate_stability_and_csv(tiny_hull, tmp_path):
+    squeezed = nacl_prim()
+    squeezed.scale_lattice(squeezed.volume * 0.55)
+    result = evaluate_stability([nacl_prim(), squeezed], tiny_hull, names=["good", "squeezed"],
+                                relax_steps=0, progress=False)
+    good, bad = result.records
+    assert good.e_above_hull < 0.05 and bad.e_above_hull > 0.5
+    m = result.metrics
+    assert m.num_structures == 2 and m.frac_metastable == 0.5
+    assert "CHGNet" in m.hull
+    path = write_stability_csv(result.records, tmp_path / "s.csv")
+    table = pd.read_csv(path)
+    assert list(table["name"]) == ["good", "squeezed"]
+    assert table["e_above_hull"].notna().all()
+
+
+def test_sun_rate_needs_uniqueness_and_novelty(tiny_hull):
+    result = evaluate_stability([nacl_prim(), nacl_prim()], tiny_hull, train=[bcc_na()], relax_steps=0,
+                                progress=False)
+    assert [r.unique for r in result.records] == [True, False]
+    assert all(r.novel for r in result.records)
+    assert result.metrics.msun_rate == pytest.approx(0.5)
+    assert stability_metrics(result.records[:0]).num_structures == 0
+
+
+def _write_split(path, structures, first_id):
+    rows = [{"material_id": f"id-{first_id + i}", "cif": s.to(fmt="cif")} for i, s in enumerate(structures)]
+    pd.DataFrame(rows).to_csv(path, index=False, compression="gzip")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mp_20")
+    _write_split(d / "train.csv.gz", [nacl_prim()], 0)
+    _write_split(d / "val.csv.gz", [cl2_box()], 1)
+    _write_split(d / "test.csv.gz", [bcc_na()], 2)
+    return d
+
+
+def test_build_hull_is_keyed_resumable_and_loadable(data_dir, tmp_path, monkeypatch):
+    out = tmp_path / "hull"
+    spec = HullSpec.from_data_dir(data_dir)
+    assert len(spec.key()) == 12
+    # a partial result from an interrupted run is kept, not recomputed
+    partial = out / spec.filename().replace(".csv.gz", ".partial.csv.gz")
+    from crystalflow.metrics.hull import _write_entries_atomic
+
+    _write_entries_atomic(partial, [HullEntry("id-0", "Na1Cl1", -3.25, "mp_20")])
+    path = build_reference_hull(data_dir, out_dir=out, progress=False)
+    assert path.name == spec.filename() and not partial.exists()
+    entries = {e.id: e for e in read_hull_entries(path)}
+    assert entries["id-0"].energy_per_atom == pytest.approx(-3.25)
+    assert {"id-1", "id-2", "ase-Na"} <= set(entries)  # Cl has no ASE crystal: MP-20's Cl2 serves
+    meta = json.loads(path.with_name(path.name.replace(".csv.gz", ".json")).read_text())
+    assert meta["key"] == spec.key() and "not DFT" in meta["note"]
+    monkeypatch.setenv("CRYSTALFLOW_HULL_DIR", str(out))
+    hull = load_reference_hull(data_dir=data_dir)
+    assert "NOT a DFT hull" in hull.description
+    assert hull.elements == {"Na", "Cl"}
+    assert build_reference_hull(data_dir, out_dir=out, progress=False) == path  # cached
+
+
+def test_missing_hull_is_a_clear_error(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("CRYSTALFLOW_HULL_DIR", str(tmp_path / "empty"))
+    with pytest.raises(DataError, match="build-hull"):
+        load_reference_hull(data_dir=data_dir)
+
+
+def test_cli_stability(tiny_hull, tmp_path, capsys):
+    from crystalflow.metrics.hull import _write_entries_atomic
+
+    hull_file = tmp_path / "tiny.csv.gz"
+    _write_entries_atomic(hull_file, tiny_hull.entries)
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    nacl_prim().to(filename=str(samples / "good.cif"))
+    (samples / "broken.cif").write_text("data_broken\n_cell_length_a 1\n")
+    out_csv = tmp_path / "stab.csv"
+    rc = main(["evaluate", "stability", "--samples", str(samples), "--hull", str(hull_file),
+               "--relax-steps", "20", "--out", str(out_csv), "--plots", str(tmp_path / "plots"),
+               "--json", "--no-progress"])
+    assert rc == 0
+    out, err = capsys.readouterr()
+    payload = json.loads(out.strip())
+    assert payload["num_structures"] == 2 and payload["num_unreadable"] == 1
+    assert payload["frac_metastable"] == pytest.approx(0.5)
+    assert "broken.cif" in err
+    assert (tmp_path / "plots" / "ehull.png").is_file()
+    assert len(pd.read_csv(out_csv)) == 2
