@@ -305,11 +305,11 @@ def _add_build_hull(sub: argparse._SubParsersAction) -> None:
         "build-hull", help="(re)build the cached CHGNet reference hull of MP-20",
         description=(
             "CHGNet static energies of MP-20 train+val+test plus CHGNet-relaxed elemental references, "
-            "saved to data/hull/ under a key of the inputs. Resumable. About 30 ms per structure on one core."
+            "saved to crystalflow/data/hull/ under a key of the inputs. Resumable. About 30 ms per structure on one core."
         ),
     )
     p.add_argument("--data-dir", type=Path, default=None, help="directory with train/val/test.csv.gz")
-    p.add_argument("--out-dir", type=Path, default=None, help="output directory (default data/hull)")
+    p.add_argument("--out-dir", type=Path, default=None, help="output directory (default crystalflow/data/hull)")
     p.add_argument("--batch-size", type=_positive_int, default=16, help="CHGNet batch size")
     p.add_argument("--limit", type=_positive_int, default=None, help="first N rows per split (testing)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")

@@ -7,7 +7,7 @@ CHGNet). Energy above hull follows pymatgen's ``PhaseDiagram.get_decomp_and_e_ab
 (Ong et al., Chem. Mater. 2008), restricted to the chemical system of the structure.
 
 The hull is cached as a small gzip CSV (``id, formula, energy_per_atom, source``) in
-``data/hull/`` (or ``$CRYSTALFLOW_HULL_DIR``), named by a hash of its inputs (data files, CHGNet
+``crystalflow/data/hull/`` (or ``$CRYSTALFLOW_HULL_DIR``), named by a hash of its inputs (data files, CHGNet
 version and weights, settings) with a JSON side-car describing them. A build is resumable: partial
 results are saved atomically after every chunk.
 """
@@ -54,9 +54,10 @@ def _repo_root() -> Path:
 
 
 def hull_dir() -> Path:
-    """Directory of cached hulls: ``$CRYSTALFLOW_HULL_DIR`` or ``<repo>/data/hull``."""
+    """Directory of cached hulls: ``$CRYSTALFLOW_HULL_DIR`` or the package's ``data/hull``
+    (shipped inside the package so a non-editable install finds the bundled hull)."""
     env = os.environ.get("CRYSTALFLOW_HULL_DIR")
-    return Path(env) if env else _repo_root() / "data" / "hull"
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "data" / "hull"
 
 
 def default_data_dir() -> Path:

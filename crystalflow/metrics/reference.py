@@ -23,6 +23,9 @@ from crystalflow.metrics.symmetry import SYMPREC, SymmetryInfo, symmetry_infos
 
 __all__ = ["ReferenceProfile", "profile_structures", "reference_profile", "template_key"]
 
+#: structures per cached chunk of reference fingerprints
+FINGERPRINT_CHUNK = 500
+
 
 def template_key(info: SymmetryInfo) -> str:
     """A template as text, e.g. ``"225:a,b"``."""
@@ -107,12 +110,24 @@ def reference_profile(
     )
     fps = None
     if with_fingerprints:
-        arrays = cached_arrays(
-            "fingerprints",
-            base | {"matminer": getattr(matminer, "__version__", "?"), "fp": "crystalnn-ops-mean+magpie-raw"},
-            lambda: _fp_arrays(fingerprints(structures(), workers=workers, progress=progress)),
-            enabled=use_cache,
-        )
+        fp_key = base | {"matminer": getattr(matminer, "__version__", "?"), "fp": "crystalnn-ops-mean+magpie-raw"}
+
+        def all_chunks() -> dict[str, np.ndarray]:
+            # chunk by chunk, each chunk cached: an interrupted run resumes where it stopped
+            n = len(structures())
+            parts = []
+            for start in range(0, n, FINGERPRINT_CHUNK):
+                chunk = structures()[start : start + FINGERPRINT_CHUNK]
+                parts.append(cached_arrays(
+                    "fingerprints-part", fp_key | {"start": start, "size": len(chunk)},
+                    lambda chunk=chunk: _fp_arrays(fingerprints(chunk, workers=workers, progress=progress)),
+                    enabled=use_cache,
+                ))
+            if not parts:
+                return _fp_arrays(fingerprints([], progress=False))
+            return {k: np.concatenate([p[k] for p in parts]) for k in ("struct", "comp", "ok")}
+
+        arrays = cached_arrays("fingerprints", fp_key, all_chunks, enabled=use_cache)
         fps = Fingerprints(arrays["struct"], arrays["comp"], arrays["ok"].astype(bool))
     return ReferenceProfile(
         densities=props["densities"], num_elements=props["num_elements"], spacegroups=props["spacegroups"],

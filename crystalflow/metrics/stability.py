@@ -228,15 +228,21 @@ CSV_COLUMNS = (
     "name", "formula", "num_sites", "energy_per_atom", "initial_energy_per_atom", "e_above_hull",
     "decomposition", "relax_steps", "converged", "unique", "novel", "error",
 )
+#: CSV header names where they differ from the record fields (energies are CHGNet's, not DFT's)
+CSV_HEADER = {
+    "energy_per_atom": "chgnet_energy_per_atom",
+    "initial_energy_per_atom": "chgnet_initial_energy_per_atom",
+    "e_above_hull": "e_above_chgnet_hull",
+}
 
 
 def write_stability_csv(records: Sequence[StabilityRecord], path: str | Path) -> Path:
-    """Per-sample energies and E_hull as CSV (the header notes nothing; E_hull is vs a CHGNet hull)."""
+    """Per-sample energies (eV/atom) and E_hull as CSV; the header names say they are CHGNet values."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow([CSV_HEADER.get(c, c) for c in CSV_COLUMNS])
         for r in records:
             row = []
             for col in CSV_COLUMNS:

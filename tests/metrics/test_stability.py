@@ -90,7 +90,8 @@ def test_evaluate_stability_and_csv(tiny_hull, tmp_path):
     path = write_stability_csv(result.records, tmp_path / "s.csv")
     table = pd.read_csv(path)
     assert list(table["name"]) == ["good", "squeezed"]
-    assert table["e_above_hull"].notna().all()
+    assert table["e_above_chgnet_hull"].notna().all()
+    assert "chgnet_energy_per_atom" in table.columns
 
 
 def test_sun_rate_needs_uniqueness_and_novelty(tiny_hull):
