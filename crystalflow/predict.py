@@ -133,3 +133,223 @@ def predict_from_csv(
                 write_text_atomic(out / f"{mid}_{k}.cif", text)
                 written += 1
     return BatchPrediction(written=written, rows=len(table), skipped=skipped, out_dir=out)
+
+
+# -- space-group conditioned prediction (task ``sgcsp``) ------------------------------------------
+
+#: most Wyckoff templates a composition + space-group request samples across
+MAX_TEMPLATES = 64
+
+
+def sample_symmetric_structures(
+    flow, templates: Sequence, *, steps: int | None = None, method: str | None = None,
+    seed: int = 0, batch_size: int = 256, progress: bool = False, device: str | torch.device = "cpu",
+) -> list[Structure]:
+    """Sample one conventional-cell Structure per Wyckoff template with a space-group flow."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    out: list[Structure] = []
+    starts = range(0, len(templates), batch_size)
+    for lo in tqdm(starts, disable=not progress, desc="sampling", unit="batch"):
+        result = flow.sample(list(templates[lo:lo + batch_size]), steps=steps, method=method,
+                             generator=gen, device=device)
+        out.extend(c.to_structure() for c in result.to_crystals())
+    return out
+
+
+def _parse_wyckoff(spec: str, space_group: int) -> list[tuple[str | None, str]]:
+    """``"4a,4b"`` / ``"a b"`` / ``"Na:4a,Cl:4b"`` -> ``[(element or None, letter)]`` (checked)."""
+    import re
+
+    from crystalflow.symmetry import wyckoff_position
+
+    items = [x for x in re.split(r"[,\s]+", spec.strip()) if x]
+    if not items:
+        raise InputError("--wyckoff is empty; give letters such as '4a,4b' or 'Na:4a,Cl:4b'")
+    out = []
+    for item in items:
+        m = re.fullmatch(r"(?:([A-Z][a-z]?):)?(\d*)([a-zA-Z])", item)
+        if not m:
+            raise InputError(f"cannot read Wyckoff position {item!r}; write e.g. 4a or Na:4a")
+        element, mult, letter = m.groups()
+        wp = wyckoff_position(space_group, letter)  # InputError for an unknown letter
+        if mult and int(mult) != wp.multiplicity:
+            raise InputError(f"Wyckoff position {letter} of space group {space_group} has "
+                             f"multiplicity {wp.multiplicity}, not {mult}")
+        out.append((element, letter))
+    return out
+
+
+def _assignments(orbits: list[tuple[str | None, str]], counts: dict[int, int], space_group: int,
+                 limit: int = MAX_TEMPLATES) -> list:
+    """Templates assigning an element to every orbit so the cell holds exactly ``counts``."""
+    from pymatgen.core import Element
+
+    from crystalflow.symmetry import WyckoffTemplate, wyckoff_position
+
+    mults = [wyckoff_position(space_group, letter).multiplicity for _, letter in orbits]
+    fixed = [Element(e).Z if e else None for e, _ in orbits]
+    found: list = []
+    remaining = dict(counts)
+
+    def rec(i: int, chosen: list[int]) -> None:
+        if len(found) >= limit:
+            return
+        if i == len(orbits):
+            if all(v == 0 for v in remaining.values()):
+                try:
+                    found.append(WyckoffTemplate(space_group, tuple(l for _, l in orbits), tuple(chosen)))
+                except InputError:
+                    pass
+            return
+        options = [fixed[i]] if fixed[i] is not None else list(remaining)
+        for z in options:
+            if remaining.get(z, 0) >= mults[i]:
+                remaining[z] -= mults[i]
+                rec(i + 1, chosen + [z])
+                remaining[z] += mults[i]
+
+    rec(0, [])
+    return found
+
+
+def templates_for(
+    composition: str | Composition, space_group: int, *, wyckoff: str | None = None,
+    max_atoms: int | None = None, num_atoms: int | None = None, formula_units: int | None = None,
+    limit: int = MAX_TEMPLATES,
+) -> list:
+    """Wyckoff templates of ``space_group`` for a composition (conventional cell).
+
+    The user's formula is a ratio: the conventional cell holds ``k`` reduced formula units, with
+    ``k`` fixed by ``num_atoms`` / ``formula_units`` when given and otherwise every ``k`` whose
+    cell fits (``k * atoms per unit <= max_atoms``), smallest cells first. With ``wyckoff`` the
+    orbits are the user's; elements are assigned to them (or taken as written, ``Na:4a``).
+
+    Raises:
+        InputError: space group outside 1-230, unknown Wyckoff letter, or no template fits.
+    """
+    from crystalflow.composition import parse_composition as parse_formula
+    from crystalflow.symmetry import enumerate_templates, get_space_group, wyckoff_position
+
+    group = get_space_group(int(space_group))  # InputError outside 1-230
+    comp = parse_formula(composition)
+    reduced, _ = comp.get_reduced_composition_and_factor()
+    per_unit = int(round(reduced.num_atoms))
+    unit = {el.Z: int(round(n)) for el, n in reduced.items()}
+    if num_atoms is not None or formula_units is not None:
+        ks = [len(atom_types_for(composition, num_atoms, formula_units)) // per_unit]
+    else:
+        top = max_atoms if max_atoms is not None else 8 * per_unit
+        ks = list(range(1, max(1, top // per_unit) + 1))
+    name = reduced.reduced_formula
+    if wyckoff is not None:
+        orbits = _parse_wyckoff(wyckoff, group.number)
+        total = sum(wyckoff_position(group.number, l).multiplicity for _, l in orbits)
+        if total % per_unit or total // per_unit not in ks:
+            raise InputError(
+                f"Wyckoff positions {wyckoff} hold {total} atoms, which is not a cell of {name} "
+                f"({per_unit} atoms per formula unit"
+                + (f", at most {max_atoms} atoms)" if max_atoms and num_atoms is None and formula_units is None else ")"))
+        k = total // per_unit
+        found = _assignments(orbits, {z: k * n for z, n in unit.items()}, group.number, limit)
+        if not found:
+            raise InputError(f"Wyckoff positions {wyckoff} of space group {group.number} "
+                             f"({group.symbol}) cannot hold {name} x{k} (each position holds "
+                             f"one element; parameter-free positions at most once)")
+        return found
+    found = []
+    for k in ks:
+        try:
+            found.extend(enumerate_templates(group.number, {z: k * n for z, n in unit.items()},
+                                             max_templates=limit - len(found)))
+        except InputError:
+            continue
+        if len(found) >= limit:
+            break
+    if not found:
+        cells = (f"{ks[0] * per_unit} atoms" if len(ks) == 1 else
+                 f"any cell of up to {ks[-1] * per_unit} atoms")
+        raise InputError(f"composition {name} fits no combination of Wyckoff positions of space "
+                         f"group {group.number} ({group.symbol}) in {cells} (conventional cell)")
+    return found
+
+
+def predict_with_space_group(
+    composition: str | Composition, space_group: int, *, wyckoff: str | None = None,
+    num_atoms: int | None = None, formula_units: int | None = None, num_samples: int = 1,
+    steps: int | None = None, method: str | None = None,
+    checkpoint: str | os.PathLike | None = None, seed: int = 0,
+) -> list[Structure]:
+    """Predict ``num_samples`` conventional cells of a composition in a given space group.
+
+    Without ``wyckoff`` the compatible Wyckoff templates are enumerated (see
+    :func:`templates_for`) and the samples cycle through them.
+    """
+    if num_samples < 1:
+        raise InputError("--num-samples must be >= 1")
+    flow, ckpt = load_pretrained(checkpoint, task="sgcsp")
+    max_atoms = ckpt.stats.get("max_atoms")
+    templates = templates_for(composition, space_group, wyckoff=wyckoff, max_atoms=max_atoms,
+                              num_atoms=num_atoms, formula_units=formula_units)
+    too_big = [t for t in templates if max_atoms is not None and t.num_atoms > max_atoms]
+    if len(too_big) == len(templates):
+        raise InputError(f"{templates[0].num_atoms} atoms in the conventional cell is more than "
+                         f"this checkpoint supports ({max_atoms})")
+    templates = [t for t in templates if t not in too_big]
+    chosen = [templates[i % len(templates)] for i in range(num_samples)]
+    return sample_symmetric_structures(flow, chosen, steps=steps, method=method, seed=seed)
+
+
+def predict_from_csv_with_space_group(
+    csv_path: str | os.PathLike, out_dir: str | os.PathLike, *, limit: int | None = None,
+    num_samples: int = 1, steps: int | None = None, method: str | None = None,
+    checkpoint: str | os.PathLike | None = None, seed: int = 0, batch_size: int = 256,
+    progress: bool = True, symprec: float = 0.1,
+) -> BatchPrediction:
+    """Predict every CSV row conditioned on its own space group and Wyckoff template.
+
+    The condition comes from spglib analysis of the row's CIF (``symprec`` 0.1, the ground-truth
+    template of the field's benchmark); outputs are conventional cells, named like
+    :func:`predict_from_csv`. Rows spglib cannot analyse, or too large for the checkpoint, are
+    skipped with a warning.
+    """
+    from crystalflow.crystals.symmetric import analyze_cif
+
+    if num_samples < 1:
+        raise InputError("--num-samples must be >= 1")
+    table = read_cif_table(csv_path)
+    if limit is not None:
+        table = table.iloc[:limit]
+    flow, ckpt = load_pretrained(checkpoint, task="sgcsp")
+    max_atoms = ckpt.stats.get("max_atoms")
+    ids, templates = [], []
+    skipped = 0
+    for mid, cif in zip(table["material_id"], table["cif"]):
+        try:
+            template = analyze_cif(cif, symprec).template
+        except InputError as exc:
+            warnings.warn(f"skipping row {mid}: {exc}")
+            skipped += 1
+            continue
+        if max_atoms is not None and template.num_atoms > max_atoms:
+            warnings.warn(f"skipping row {mid}: {template.num_atoms} atoms in the conventional "
+                          f"cell, more than this checkpoint supports ({max_atoms})")
+            skipped += 1
+            continue
+        ids.append(str(mid))
+        templates.append(template)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for k in range(num_samples):
+        structures = sample_symmetric_structures(flow, templates, steps=steps, method=method,
+                                                 seed=seed + k, batch_size=batch_size,
+                                                 progress=progress)
+        for mid, s in zip(ids, structures):
+            text = s.to(fmt="cif")
+            if k == 0:
+                write_text_atomic(out / f"{mid}.cif", text)
+                written += 1
+            if num_samples > 1:
+                write_text_atomic(out / f"{mid}_{k}.cif", text)
+                written += 1
+    return BatchPrediction(written=written, rows=len(table), skipped=skipped, out_dir=out)

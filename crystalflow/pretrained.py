@@ -17,7 +17,7 @@ from crystalflow.models import build_model
 #: directory of the checkpoints shipped inside the package
 BUNDLED_DIR = Path(__file__).parent / "checkpoints"
 #: the default bundled checkpoint of each task
-DEFAULTS = {"csp": "csp_mp_20.pt"}
+DEFAULTS = {"csp": "csp_mp_20.pt", "sgcsp": "sgcsp_mp_20.pt"}
 
 
 def bundled_checkpoint(name: str) -> Path:
@@ -55,10 +55,32 @@ def csp_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu
     return CSPFlow(model, chart, CSPConfig(**ckpt.task_config))
 
 
+def sgcsp_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu"):
+    """Rebuild a space-group conditioned :class:`~crystalflow.sgcsp.SGCSPFlow` (EMA weights)."""
+    from crystalflow.sgcsp import FamilyLatticeChart, SGCSPConfig, SGCSPFlow
+
+    if ckpt.task != "sgcsp":
+        raise CheckpointError(f"checkpoint is for task {ckpt.task!r}, not 'sgcsp'")
+    model = build_model(ckpt.model_name, ckpt.model_config)
+    try:
+        model.load_state_dict(ckpt.weights, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"weights do not fit the model: {exc}") from exc
+    model.to(device).eval()
+    chart = FamilyLatticeChart.from_state_dict(ckpt.stats["lattice_chart"])
+    return SGCSPFlow(model, chart, SGCSPConfig(**ckpt.task_config))
+
+
 def load_pretrained(path_or_name: str | os.PathLike | None = None, task: str = "csp",
-                    device: str | torch.device = "cpu") -> tuple[CSPFlow, Checkpoint]:
-    """Load a flow and its checkpoint (default: the bundled checkpoint of ``task``)."""
+                    device: str | torch.device = "cpu"):
+    """Load a flow and its checkpoint (default: the bundled checkpoint of ``task``).
+
+    ``task="csp"`` returns a :class:`CSPFlow`, ``task="sgcsp"`` an
+    :class:`~crystalflow.sgcsp.SGCSPFlow`.
+    """
     ckpt = load_checkpoint(resolve_checkpoint(path_or_name, task))
+    if task == "sgcsp":
+        return sgcsp_flow_from_checkpoint(ckpt, device), ckpt
     return csp_flow_from_checkpoint(ckpt, device), ckpt
 
 
@@ -67,6 +89,16 @@ def make_csp_checkpoint(flow: CSPFlow, model_name: str, stats: dict, weights: di
     """Assemble the checkpoint of a CSP flow."""
     return Checkpoint(
         task="csp", model_name=model_name, model_config=flow.model.config.to_dict(),
+        task_config=flow.config.to_dict(), stats=stats, weights=weights, version=__version__,
+        train_state=train_state,
+    )
+
+
+def make_sgcsp_checkpoint(flow, model_name: str, stats: dict, weights: dict,
+                          train_state: dict | None) -> Checkpoint:
+    """Assemble the checkpoint of a space-group conditioned CSP flow (task ``sgcsp``)."""
+    return Checkpoint(
+        task="sgcsp", model_name=model_name, model_config=flow.model.config.to_dict(),
         task_config=flow.config.to_dict(), stats=stats, weights=weights, version=__version__,
         train_state=train_state,
     )

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
 from crystalflow.crystals.crystal import Crystal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from crystalflow.symmetry.batch import SymmetryBatch
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,8 @@ class CrystalBatch:
         batch: ``[N]`` int64 index of each atom's crystal.
         num_atoms: ``[B]`` int64 atoms per crystal.
         material_ids: optional identifiers, one per crystal.
+        symmetry: optional :class:`~crystalflow.symmetry.SymmetryBatch` of space-group
+            conditioned batches (atoms in the Wyckoff layout's order); None for P1 batches.
     """
 
     frac: torch.Tensor
@@ -29,6 +34,7 @@ class CrystalBatch:
     batch: torch.Tensor
     num_atoms: torch.Tensor
     material_ids: tuple[str | None, ...] | None = None
+    symmetry: "SymmetryBatch | None" = None
 
     @property
     def num_crystals(self) -> int:
@@ -50,6 +56,7 @@ class CrystalBatch:
         return replace(
             self, frac=f(self.frac), lattice=f(self.lattice), atom_types=i(self.atom_types),
             batch=i(self.batch), num_atoms=i(self.num_atoms),
+            symmetry=self.symmetry if self.symmetry is None or device is None else self.symmetry.to(device),
         )
 
     def replace(self, **changes) -> "CrystalBatch":

@@ -1,8 +1,9 @@
 """Vector-field networks, chosen by name."""
 
 from crystalflow.models.cspnet import Conditions, CSPNet, CSPNetConfig
+from crystalflow.models.sgnet import SGConditions, SGNet, SGNetConfig
 
-MODELS = {"cspnet": (CSPNet, CSPNetConfig)}
+MODELS = {"cspnet": (CSPNet, CSPNetConfig), "sgnet": (SGNet, SGNetConfig)}
 
 
 def build_model(name: str, config: dict | None = None):
@@ -13,4 +14,5 @@ def build_model(name: str, config: dict | None = None):
     return cls(cfg_cls(**(config or {})))
 
 
-__all__ = ["CSPNet", "CSPNetConfig", "Conditions", "MODELS", "build_model"]
+__all__ = ["CSPNet", "CSPNetConfig", "Conditions", "SGNet", "SGNetConfig", "SGConditions",
+           "MODELS", "build_model"]

@@ -1,0 +1,259 @@
+"""Datasets of symmetrised crystals (conventional cell + Wyckoff template), cached on disk.
+
+Every row of a CDVAE-layout CSV is parsed with pymatgen and analysed with spglib
+(:func:`crystalflow.symmetry.analyze_structure`, symprec 0.1 as the field's benchmark), giving the
+idealised conventional cell with its atoms in the Wyckoff layout's order, the lattice on the
+crystal-family constraints and the template (space group, Wyckoff letter and element of every
+orbit). The analysis costs ~35-50 ms per structure, so results are cached as tensors in the same
+cache directory as :meth:`CrystalDataset.from_csv`, keyed by the source file's path, size, mtime,
+the symprec and a version; the second load takes milliseconds.
+
+``SymmetricDataset.batch(indices)`` returns a :class:`CrystalBatch` whose ``symmetry`` field holds
+the collated :class:`SymmetryBatch` of those crystals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from crystalflow.crystals.batch import CrystalBatch
+from crystalflow.crystals.crystal import MAX_ATOMIC_NUM
+from crystalflow.crystals.dataset import DATASETS, HELD_OUT, cache_dir, read_cif_table, resolve_data_dir
+from crystalflow.errors import DataError, InputError
+from crystalflow.symmetry import (
+    DEFAULT_SYMPREC,
+    CrystalSymmetry,
+    SymmetrizedCrystal,
+    WyckoffTemplate,
+    analyze_structure,
+    collate_symmetry,
+    crystal_symmetry,
+)
+
+__all__ = ["SymmetricDataset", "load_symmetric_split", "analyze_cif", "symmetric_batch"]
+
+_CACHE_VERSION = "1"
+
+
+def analyze_cif(cif: str, symprec: float = DEFAULT_SYMPREC) -> SymmetrizedCrystal:
+    """Parse a CIF string and analyse its symmetry (raises InputError on failure)."""
+    from pymatgen.core import Structure
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            structure = Structure.from_str(cif, fmt="cif")
+    except Exception as exc:  # pymatgen raises many types on bad CIF
+        raise InputError(f"malformed CIF: {exc}") from exc
+    return analyze_structure(structure, symprec=symprec)
+
+
+def _analyze_row(arg: tuple[str, str, float]) -> tuple | str:
+    """Worker: plain numpy / python results (no tensors across processes)."""
+    cif, mid, symprec = arg
+    try:
+        s = analyze_cif(cif, symprec)
+        t = s.template
+        if max(t.atom_types) > MAX_ATOMIC_NUM:
+            return f"atomic numbers above {MAX_ATOMIC_NUM} are not supported"
+        return (t.space_group, "".join(t.letters), list(t.atom_types), s.lattice, s.frac,
+                s.atom_types, mid)
+    except InputError as exc:
+        return str(exc)
+    except Exception as exc:  # a bad row must never stop a whole dataset
+        return f"{type(exc).__name__}: {exc}"
+
+
+def symmetric_batch(frac: torch.Tensor, lattice: torch.Tensor, atom_types: torch.Tensor,
+                    layouts: Sequence[CrystalSymmetry], material_ids=None,
+                    dtype: torch.dtype = torch.float32) -> CrystalBatch:
+    """A CrystalBatch with its ``symmetry`` field from per-crystal layouts."""
+    num_atoms = torch.tensor([lay.num_atoms for lay in layouts], dtype=torch.long)
+    return CrystalBatch(
+        frac=frac.to(dtype), lattice=lattice.to(dtype), atom_types=atom_types,
+        batch=torch.repeat_interleave(torch.arange(len(layouts)), num_atoms),
+        num_atoms=num_atoms, material_ids=material_ids, symmetry=collate_symmetry(layouts),
+    )
+
+
+@dataclass(frozen=True)
+class SymmetricDataset:
+    """Symmetrised conventional cells as concatenated tensors plus their templates.
+
+    Attributes:
+        frac: ``[N, 3]`` float64 idealised coordinates (layout order); lattice: ``[B, 6]`` float64
+        (family-constrained); atom_types: ``[N]`` int64; num_atoms: ``[B]`` int64;
+        templates: B :class:`WyckoffTemplate`; material_ids: B ids; skipped: rows that failed.
+    """
+
+    frac: torch.Tensor
+    lattice: torch.Tensor
+    atom_types: torch.Tensor
+    num_atoms: torch.Tensor
+    templates: tuple[WyckoffTemplate, ...]
+    material_ids: tuple[str, ...]
+    skipped: int = 0
+    _layouts: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_offsets", torch.cat(
+            [torch.zeros(1, dtype=torch.long), self.num_atoms.cumsum(0)]))
+
+    def __len__(self) -> int:
+        return int(self.num_atoms.shape[0])
+
+    @property
+    def space_groups(self) -> torch.Tensor:
+        return torch.tensor([t.space_group for t in self.templates], dtype=torch.long)
+
+    def layout(self, i: int) -> CrystalSymmetry:
+        """Symmetry layout of row ``i`` (memoised per dataset, beyond ``crystal_symmetry``'s LRU)."""
+        t = self.templates[i]
+        lay = self._layouts.get(t)
+        if lay is None:
+            lay = crystal_symmetry(t)
+            self._layouts[t] = lay
+        return lay
+
+    def rows(self, i: int) -> slice:
+        return slice(int(self._offsets[i]), int(self._offsets[i + 1]))
+
+    def batch(self, indices: Sequence[int], dtype: torch.dtype = torch.float32) -> CrystalBatch:
+        """Collate rows into a CrystalBatch with a ``symmetry`` field."""
+        idx = [int(i) for i in indices]
+        sl = [self.rows(i) for i in idx]
+        return symmetric_batch(
+            torch.cat([self.frac[s] for s in sl]), self.lattice[idx],
+            torch.cat([self.atom_types[s] for s in sl]), [self.layout(i) for i in idx],
+            material_ids=tuple(self.material_ids[i] for i in idx), dtype=dtype,
+        )
+
+    def subset(self, indices: Sequence[int]) -> "SymmetricDataset":
+        idx = [int(i) for i in indices]
+        sl = [self.rows(i) for i in idx]
+        return SymmetricDataset(
+            frac=torch.cat([self.frac[s] for s in sl]), lattice=self.lattice[idx],
+            atom_types=torch.cat([self.atom_types[s] for s in sl]), num_atoms=self.num_atoms[idx],
+            templates=tuple(self.templates[i] for i in idx),
+            material_ids=tuple(self.material_ids[i] for i in idx), skipped=0,
+        )
+
+    def structure(self, i: int):
+        """Row ``i`` as a pymatgen Structure (conventional cell)."""
+        from pymatgen.core import Lattice, Structure
+
+        s = self.rows(i)
+        return Structure(Lattice.from_parameters(*self.lattice[i].tolist()),
+                         self.atom_types[s].tolist(), self.frac[s].numpy())
+
+    # -- I/O ---------------------------------------------------------------------------------
+
+    def _blob(self) -> dict:
+        return {
+            "frac": self.frac, "lattice": self.lattice, "atom_types": self.atom_types,
+            "num_atoms": self.num_atoms, "skipped": self.skipped,
+            "space_group": [t.space_group for t in self.templates],
+            "letters": ["".join(t.letters) for t in self.templates],
+            "orbit_types": [list(t.atom_types) for t in self.templates],
+            "material_ids": list(self.material_ids),
+        }
+
+    @classmethod
+    def _from_blob(cls, blob: dict) -> "SymmetricDataset":
+        templates = tuple(
+            WyckoffTemplate(int(sg), tuple(letters), tuple(types))
+            for sg, letters, types in zip(blob["space_group"], blob["letters"], blob["orbit_types"])
+        )
+        return cls(frac=blob["frac"], lattice=blob["lattice"], atom_types=blob["atom_types"],
+                   num_atoms=blob["num_atoms"], templates=templates,
+                   material_ids=tuple(blob["material_ids"]), skipped=int(blob["skipped"]))
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike, *, symprec: float = DEFAULT_SYMPREC,
+                 workers: int = 1, progress: bool = True, use_cache: bool = True,
+                 limit: int | None = None) -> "SymmetricDataset":
+        """Analyse a CDVAE-layout CSV (gzip ok), using the on-disk cache when it is fresh.
+
+        Rows spglib cannot analyse are skipped with a warning and counted in ``skipped``.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"no such dataset file: {path}")
+        stat = path.stat()
+        key = hashlib.sha1(
+            f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{symprec}|{limit}|sym{_CACHE_VERSION}".encode()
+        ).hexdigest()[:16]
+        cache_file = cache_dir() / f"{path.name.split('.')[0]}-sym-{key}.pt"
+        if use_cache and cache_file.exists():
+            return cls._from_blob(torch.load(cache_file, weights_only=True))
+        table = read_cif_table(path)
+        if limit is not None:
+            table = table.iloc[:limit]
+        args = [(cif, mid, symprec) for mid, cif in zip(table["material_id"], table["cif"])]
+        t0 = time.time()
+        if workers > 1 and len(args) > 200:
+            with get_context("spawn").Pool(workers) as pool:
+                results = list(pool.imap(_analyze_row, args, chunksize=32))
+        else:
+            results = []
+            for k, a in enumerate(args):
+                results.append(_analyze_row(a))
+                if progress and (k + 1) % 1000 == 0:
+                    print(f"analysed {k + 1}/{len(args)} rows of {path.name} "
+                          f"({time.time() - t0:.0f} s)", flush=True)
+        fracs, lats, types, nums, templates, mids = [], [], [], [], [], []
+        skipped = 0
+        for mid, res in zip(table["material_id"], results):
+            if isinstance(res, str):
+                skipped += 1
+                warnings.warn(f"skipping row {mid}: {res}")
+                continue
+            sg, letters, orbit_types, lattice, frac, atom_types, _ = res
+            templates.append(WyckoffTemplate(int(sg), tuple(letters), tuple(orbit_types)))
+            fracs.append(torch.as_tensor(frac, dtype=torch.float64))
+            lats.append(torch.as_tensor(lattice, dtype=torch.float64))
+            types.append(torch.as_tensor(atom_types, dtype=torch.long))
+            nums.append(len(atom_types))
+            mids.append(str(mid))
+        if not templates:
+            raise DataError(f"no row of {path} could be analysed")
+        ds = cls(frac=torch.cat(fracs), lattice=torch.stack(lats), atom_types=torch.cat(types),
+                 num_atoms=torch.tensor(nums, dtype=torch.long), templates=tuple(templates),
+                 material_ids=tuple(mids), skipped=skipped)
+        if use_cache:
+            tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
+            torch.save(ds._blob(), tmp)
+            os.replace(tmp, cache_file)
+        return ds
+
+
+def load_symmetric_split(dataset: str, split: str, data_dir: str | os.PathLike | None = None, *,
+                         progress: bool = True, symprec: float = DEFAULT_SYMPREC,
+                         workers: int = 1) -> SymmetricDataset:
+    """One split of a standard benchmark, symmetrised (same split rules as ``load_split``)."""
+    if dataset not in DATASETS:
+        raise InputError(f"unknown dataset {dataset!r}; choose from {sorted(DATASETS)}")
+    if split not in ("train", "val", "test"):
+        raise InputError(f"unknown split {split!r}; choose train, val or test")
+    root = resolve_data_dir(data_dir) / dataset
+    ds = SymmetricDataset.from_csv(root / DATASETS[dataset][split], symprec=symprec,
+                                   progress=progress, workers=workers)
+    if DATASETS[dataset]["train"] == DATASETS[dataset]["val"] and split != "test":
+        # rows are split by position in the CSV; analysis may skip rows, so use material ids
+        from crystalflow.crystals.dataset import read_cif_table as _read
+
+        ids = list(_read(root / DATASETS[dataset][split])["material_id"])
+        held = set(ids[len(ids) - HELD_OUT:])
+        keep = [i for i, m in enumerate(ds.material_ids) if (m in held) == (split == "val")]
+        ds = ds.subset(keep)
+    return ds
