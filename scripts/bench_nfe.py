@@ -20,7 +20,7 @@ from crystalflow.crystals import load_split
 from crystalflow.csp import CSPConfig
 from crystalflow.metrics.csp import csp_metrics
 from crystalflow.pretrained import load_pretrained
-from crystalflow.predict import sample_structures
+from crystalflow.prediction import sample_structures
 from crystalflow.solvers import nfe
 
 

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from crystalflow.crystals.crystal import write_text_atomic
     from crystalflow.errors import InputError
-    from crystalflow.predict import predict, predict_from_csv
+    from crystalflow.prediction import predict, predict_from_csv
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.wyckoff is not None and args.space_group is None:
         raise InputError("--wyckoff needs --space-group")
     if args.from_csv and args.use_space_group:
-        from crystalflow.predict import predict_from_csv_with_space_group
+        from crystalflow.prediction import predict_from_csv_with_space_group
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                           "out": str(res.out_dir)}))
         return 0
     if args.space_group is not None:
-        from crystalflow.predict import predict_with_space_group
+        from crystalflow.prediction import predict_with_space_group
 
         structures = predict_with_space_group(
             args.composition, args.space_group, wyckoff=args.wyckoff, num_atoms=args.num_atoms,

@@ -27,3 +27,13 @@ def test_default_predict_writes_two_srtio3_cifs(tmp_path, capsys):
         s = Structure.from_file(f)
         assert s.composition == Composition("SrTiO3")
         assert 5 < s.volume / len(s) < 40  # a physical volume per atom, not a collapsed cell
+
+
+def test_python_api_predict_returns_structures():
+    import crystalflow
+
+    structures = crystalflow.predict("NaCl", formula_units=2, num_samples=3, seed=1)
+    assert len(structures) == 3
+    assert all(isinstance(s, Structure) and s.composition == Composition("Na2Cl2") for s in structures)
+    again = crystalflow.predict("NaCl", formula_units=2, num_samples=3, seed=1)
+    assert [s.frac_coords.tolist() for s in again] == [s.frac_coords.tolist() for s in structures]

@@ -103,7 +103,7 @@ def test_predict_composition_with_wyckoff(tiny_checkpoint, tmp_path, capsys):
 
 
 def test_templates_for_maps_formula_to_conventional_cell():
-    from crystalflow.predict import templates_for
+    from crystalflow.prediction import templates_for
 
     ts = templates_for("NaCl", 225, max_atoms=12)
     assert ts and all(t.composition == {11: 4, 17: 4} for t in ts)
