@@ -167,3 +167,16 @@ def test_cli_stability(tiny_hull, tmp_path, capsys):
     assert "broken.cif" in err
     assert (tmp_path / "plots" / "ehull.png").is_file()
     assert len(pd.read_csv(out_csv)) == 2
+
+
+def test_relaxed_rocksalt_against_the_shipped_mp20_hull(relaxed_nacl):
+    """Against the bundled CHGNet hull of MP-20 (not the tiny one): rock salt sits on it."""
+    import os
+    from pathlib import Path
+
+    shared = Path(os.environ.get("CRYSTALFLOW_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+    if not (shared / "mp_20").is_dir():
+        pytest.skip("MP-20 benchmark data not found")
+    hull = load_reference_hull(data_dir=shared / "mp_20")
+    on = hull.e_above_hull(relaxed_nacl.structure.composition, relaxed_nacl.energy_per_atom)
+    assert on.e_above_hull < 0.05
