@@ -41,16 +41,21 @@ def resolve_checkpoint(path_or_name: str | os.PathLike | None, task: str) -> Pat
     raise CheckpointError(f"no such checkpoint: {path_or_name}")
 
 
-def csp_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu") -> CSPFlow:
-    """Rebuild a :class:`CSPFlow` with the checkpoint's (EMA) weights, loaded strictly."""
-    if ckpt.task != "csp":
-        raise CheckpointError(f"checkpoint is for task {ckpt.task!r}, not 'csp'")
+def model_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The checkpoint's network with its (EMA) weights loaded strictly, in eval mode."""
     model = build_model(ckpt.model_name, ckpt.model_config)
     try:
         model.load_state_dict(ckpt.weights, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"weights do not fit the model: {exc}") from exc
-    model.to(device).eval()
+    return model.to(device).eval()
+
+
+def csp_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu") -> CSPFlow:
+    """Rebuild a :class:`CSPFlow` with the checkpoint's (EMA) weights, loaded strictly."""
+    if ckpt.task != "csp":
+        raise CheckpointError(f"checkpoint is for task {ckpt.task!r}, not 'csp'")
+    model = model_from_checkpoint(ckpt, device)
     chart = LatticeChart.from_state_dict(ckpt.stats["lattice_chart"])
     return CSPFlow(model, chart, CSPConfig(**ckpt.task_config))
 
@@ -61,12 +66,7 @@ def sgcsp_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "c
 
     if ckpt.task != "sgcsp":
         raise CheckpointError(f"checkpoint is for task {ckpt.task!r}, not 'sgcsp'")
-    model = build_model(ckpt.model_name, ckpt.model_config)
-    try:
-        model.load_state_dict(ckpt.weights, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"weights do not fit the model: {exc}") from exc
-    model.to(device).eval()
+    model = model_from_checkpoint(ckpt, device)
     chart = FamilyLatticeChart.from_state_dict(ckpt.stats["lattice_chart"])
     return SGCSPFlow(model, chart, SGCSPConfig(**ckpt.task_config))
 

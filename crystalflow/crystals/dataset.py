@@ -59,6 +59,20 @@ def cache_dir() -> Path:
     return path
 
 
+def cache_file_for(path: Path, tag: str, kind: str = "") -> Path:
+    """Cache file of a processed ``path``: keyed by its resolved name, size, modification time
+    and ``tag`` (the processing settings), so a changed source or setting never reuses it.
+
+    Raises:
+        DataError: ``path`` is not a file.
+    """
+    if not path.is_file():
+        raise DataError(f"no such dataset file: {path}")
+    stat = path.stat()
+    key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{tag}".encode()).hexdigest()[:16]
+    return cache_dir() / f"{path.name.split('.')[0]}-{kind + '-' if kind else ''}{key}.pt"
+
+
 @dataclass(frozen=True)
 class CrystalDataset:
     """Crystals stored as concatenated tensors (indexable, collatable).
@@ -116,13 +130,7 @@ class CrystalDataset:
         Malformed rows are skipped with a warning and counted in ``skipped``.
         """
         path = Path(path)
-        if not path.is_file():
-            raise DataError(f"no such dataset file: {path}")
-        stat = path.stat()
-        key = hashlib.sha1(
-            f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{niggli}|{_CACHE_VERSION}".encode()
-        ).hexdigest()[:16]
-        cache_file = cache_dir() / f"{path.name.split('.')[0]}-{key}.pt"
+        cache_file = cache_file_for(path, f"{niggli}|{_CACHE_VERSION}")
         if use_cache and cache_file.exists():
             blob = torch.load(cache_file, weights_only=True)
             return cls(**{k: (tuple(v) if k == "material_ids" else v) for k, v in blob.items()})

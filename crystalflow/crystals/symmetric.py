@@ -14,7 +14,6 @@ the collated :class:`SymmetryBatch` of those crystals.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 import warnings
@@ -23,12 +22,13 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 
 from crystalflow.crystals.batch import CrystalBatch
 from crystalflow.crystals.crystal import MAX_ATOMIC_NUM
-from crystalflow.crystals.dataset import DATASETS, HELD_OUT, cache_dir, read_cif_table, resolve_data_dir
+from crystalflow.crystals.dataset import (
+    DATASETS, HELD_OUT, cache_file_for, read_cif_table, resolve_data_dir,
+)
 from crystalflow.errors import DataError, InputError
 from crystalflow.symmetry import (
     DEFAULT_SYMPREC,
@@ -187,13 +187,7 @@ class SymmetricDataset:
         Rows spglib cannot analyse are skipped with a warning and counted in ``skipped``.
         """
         path = Path(path)
-        if not path.is_file():
-            raise DataError(f"no such dataset file: {path}")
-        stat = path.stat()
-        key = hashlib.sha1(
-            f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{symprec}|{limit}|sym{_CACHE_VERSION}".encode()
-        ).hexdigest()[:16]
-        cache_file = cache_dir() / f"{path.name.split('.')[0]}-sym-{key}.pt"
+        cache_file = cache_file_for(path, f"{symprec}|{limit}|sym{_CACHE_VERSION}", kind="sym")
         if use_cache and cache_file.exists():
             return cls._from_blob(torch.load(cache_file, weights_only=True))
         table = read_cif_table(path)
