@@ -1,0 +1,173 @@
+"""``crystalflow protein {train,generate,evaluate}``: protein backbones by SE(3) flow matching."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("protein", help="protein backbone generation (SE(3) flow matching)",
+                       description="Train, sample and evaluate protein backbone flows.")
+    psub = p.add_subparsers(dest="protein_command", metavar="SUBCOMMAND")
+    p.set_defaults(func=lambda args: _help(p))
+    _register_train(psub)
+    _register_generate(psub)
+    _register_evaluate(psub)
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _threads(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+
+
+# --------------------------------------------------------------------------- train
+def _register_train(psub: argparse._SubParsersAction) -> None:
+    p = psub.add_parser("train", help="train a backbone flow on db55_unbound",
+                        description="Train on db55_unbound crops, select on dips_test; writes "
+                                    "OUT/last.pt, OUT/best.pt, OUT/log.csv.")
+    p.add_argument("--data-dir", default=None, help="data root holding proteins/ (default: $CRYSTALFLOW_DATA)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--pair", type=int, default=32)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--frame-updates", action="store_true",
+                   help="update the frames after every block (structure-module style)")
+    p.add_argument("--crop", type=int, default=128, help="training crop length")
+    p.add_argument("--stride", type=int, default=64, help="step between crop windows")
+    p.add_argument("--min-length", type=int, default=40, help="shortest segment kept")
+    p.add_argument("--max-steps", type=int, default=20000)
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after this wall time")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--warmup-steps", type=int, default=200)
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--rot-weight", type=float, default=0.5)
+    p.add_argument("--aux-weight", type=float, default=0.25, help="auxiliary backbone-atom loss weight")
+    p.add_argument("--aux-t-min", type=float, default=0.5)
+    p.add_argument("--no-align-prior", action="store_true", help="do not Kabsch-align noise to data")
+    p.add_argument("--min-scale", type=float, default=0.1, help="lower clip of 1 - t in the loss weight")
+    p.add_argument("--t-late-fraction", type=float, default=0.0,
+                   help="fraction of training times drawn from U(--t-late-min, 1)")
+    p.add_argument("--t-late-min", type=float, default=0.8)
+    p.add_argument("--val-every", type=int, default=250)
+    p.add_argument("--val-size", type=int, default=32, help="held-out crops per validation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from crystalflow.models.framenet import FrameNetConfig
+    from crystalflow.proteins.flow import BackboneFlowConfig
+    from crystalflow.proteins.train import build_setup, checkpoint_maker, heldout_score
+    from crystalflow.training import TrainConfig, train
+
+    _threads(args)
+    torch.manual_seed(args.seed)
+    progress = not args.no_progress
+    setup = build_setup(
+        args.data_dir, FrameNetConfig(hidden=args.hidden, pair=args.pair, layers=args.layers,
+                                       frame_updates=args.frame_updates),
+        BackboneFlowConfig(rot_weight=args.rot_weight, aux_weight=args.aux_weight,
+                           aux_t_min=args.aux_t_min, align_prior=not args.no_align_prior,
+                           min_scale=args.min_scale, t_late_fraction=args.t_late_fraction,
+                           t_late_min=args.t_late_min),
+        crop=args.crop, stride=args.stride, min_length=args.min_length, progress=progress,
+    )
+    cfg = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
+                      warmup_steps=args.warmup_steps, ema_decay=args.ema_decay,
+                      val_every=args.val_every, seed=args.seed, max_minutes=args.max_minutes)
+    result = train(setup.flow, setup.train_set, cfg, args.out, make_checkpoint=checkpoint_maker(setup),
+                   validate=heldout_score(setup.flow, setup.val_set, size=args.val_size, seed=args.seed),
+                   resume=args.resume, progress=progress)
+    print(json.dumps({"steps": result.steps, "seconds": round(result.seconds, 1),
+                      "best_val_score": result.best_score, "last": str(result.last_path),
+                      "best": str(result.best_path) if result.best_path else None,
+                      "train_crops": len(setup.train_set)}))
+    return 0
+
+
+# --------------------------------------------------------------------------- generate
+def _register_generate(psub: argparse._SubParsersAction) -> None:
+    p = psub.add_parser("generate", help="sample backbones and write PDB files",
+                        description="Sample backbones from a checkpoint (default: the bundled one) "
+                                    "and write OUT/sample_<length>_<i>.pdb (poly-GLY backbones).")
+    p.add_argument("--length", type=int, nargs="+", required=True, help="chain length(s)")
+    p.add_argument("--num", type=int, default=4, help="samples per length")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--checkpoint", default=None, help="checkpoint path or bundled name")
+    p.add_argument("--steps", type=int, default=None, help="ODE steps (default: checkpoint's)")
+    p.add_argument("--method", default=None, choices=["euler", "midpoint", "rk4"])
+    p.add_argument("--rot-anti-annealing", type=float, default=None,
+                   help="rotation velocity scale slope s (1 + s t); default: checkpoint's")
+    p.add_argument("--batch-size", type=int, default=8, help="chains integrated together")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.set_defaults(func=run_generate)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from crystalflow.errors import InputError
+    from crystalflow.proteins.generate import generate_backbones
+    from crystalflow.proteins.io import write_pdb
+    from crystalflow.proteins.metrics import ca_ca_in_range
+    from crystalflow.proteins.pretrained import load_protein_flow
+
+    _threads(args)
+    if args.num < 1:
+        raise InputError("--num must be at least 1")
+    flow, _ = load_protein_flow(args.checkpoint)
+    out = Path(args.out)
+    written, fractions = [], []
+    for length in args.length:
+        chains = generate_backbones(flow, [length] * args.num, steps=args.steps, method=args.method,
+                                    rot_anti_annealing=args.rot_anti_annealing,
+                                    batch_size=args.batch_size, seed=args.seed)
+        for i, atoms in enumerate(chains):
+            path = out / f"sample_{length}_{i}.pdb"
+            write_pdb(path, atoms)
+            written.append(str(path))
+            fractions.append(ca_ca_in_range(atoms[:, 1]))
+    print(json.dumps({"written": written, "ca_ca_in_3.6_4.0": round(sum(fractions) / len(fractions), 4)}))
+    return 0
+
+
+# --------------------------------------------------------------------------- evaluate
+def _register_evaluate(psub: argparse._SubParsersAction) -> None:
+    p = psub.add_parser("evaluate", help="backbone metrics of PDB files (optionally vs a reference)",
+                        description="CA-CA distances, clashes, radius of gyration, P-SEA secondary "
+                                    "structure and pairwise TM-score diversity of the chains in DIR.")
+    p.add_argument("pdb_dir", help="directory of PDB / mmCIF files (gzip too)")
+    p.add_argument("--reference", default=None, help="directory of reference structures")
+    p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    p.add_argument("--max-tm-pairs", type=int, default=2000, help="cap on TM-align pairs per set")
+    p.add_argument("--split-sample-breaks", action="store_true",
+                   help="also cut the chains of PDB_DIR at long C-N bonds (for experimental "
+                        "structures; by default generated chains are evaluated whole, while "
+                        "reference chains are always cut into continuous segments)")
+    p.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from crystalflow.proteins.metrics import backbone_metrics, format_table, read_chains
+
+    samples = read_chains(args.pdb_dir, split_breaks=args.split_sample_breaks)
+    result = {"samples": backbone_metrics(samples, max_tm_pairs=args.max_tm_pairs).to_dict()}
+    if args.reference:
+        ref = backbone_metrics(read_chains(args.reference), max_tm_pairs=args.max_tm_pairs)
+        result["reference"] = ref.to_dict()
+    print(format_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0

@@ -1,0 +1,262 @@
+"""SE(3) flow matching on residue frames (FrameFlow-style), on the package's shared core.
+
+Fields: ``rots`` on :class:`~crystalflow.manifolds.so3.SO3` (uniform prior) and ``trans`` on
+``Euclidean(3)`` (CA positions in nanometres, i.e. Angstrom / ``trans_scale``, with a centred
+standard normal prior). Paths are the shared :class:`~crystalflow.paths.GeodesicPath` per field
+in a :class:`~crystalflow.paths.ProductPath`; the loss is :func:`~crystalflow.losses.cfm_loss`;
+sampling uses :func:`~crystalflow.solvers.integrate`.
+
+Parametrisation: the network predicts the clean frames ``x1_hat = x_t . (Exp(rot), trans)`` (in
+each residue's local frame); the velocity is then ``log_{x_t}(x1_hat) / (1 - t)``, which for
+the geodesic path equals the conditional target ``log_{x0}(x1)`` when ``x1_hat = x1``. For the
+loss both predicted and target velocities are multiplied by ``(1 - t) / max(1 - t, min_scale)``
+so the weight ``1 / (1 - t)^2`` stays bounded near t = 1 (FrameFlow's clipping).
+
+Optional alignment (``align_prior``): the prior translations are rotated onto the data by Kabsch
+(and the prior rotations with them), which leaves the prior's law unchanged for an isotropic data
+distribution (the network is equivariant) and shortens the paths. Optional auxiliary loss
+(``aux_weight``): the ideal backbone atoms of ``x1_hat`` against those of ``x1`` plus local
+pairwise atom distances, for ``t > aux_t_min`` (FrameFlow's late-time auxiliary loss).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from crystalflow.errors import InputError
+from crystalflow.losses import LossOutput, cfm_loss
+from crystalflow.manifolds import Euclidean
+from crystalflow.manifolds.so3 import SO3, so3_exp
+from crystalflow.paths import GeodesicPath, ProductPath
+from crystalflow.proteins.dataset import BackboneBatch
+from crystalflow.proteins.frames import atoms_from_frames, centre, kabsch_rotation
+from crystalflow.solvers import integrate
+
+
+@dataclass(frozen=True)
+class BackboneFlowConfig:
+    """Units, loss weights and sampling defaults of :class:`BackboneFlow`.
+
+    Attributes:
+        trans_scale: Angstrom per flow unit of translation (10: nanometres).
+        rot_weight / trans_weight: CFM loss weights of the two fields.
+        min_scale: lower clip of ``1 - t`` in the loss scaling.
+        t_late_fraction / t_late_min: training times are drawn from ``U(t_late_min, 1)`` for this
+            fraction of chains and from ``U(0, 1)`` otherwise (more samples where the final
+            local geometry is decided).
+        align_prior: Kabsch-align prior translations (and rotations) to the data.
+        aux_weight / aux_t_min / aux_cutoff: auxiliary atom loss weight, the time above which it
+            applies and the distance cutoff (Angstrom) of its pairwise-distance term.
+        steps / method / rot_anti_annealing: sampling defaults (the last scales the rotation
+            velocity by ``1 + s t``, see :func:`crystalflow.solvers.ode.anti_annealed`).
+        min_length / max_length: supported chain lengths for sampling.
+    """
+
+    trans_scale: float = 10.0
+    rot_weight: float = 0.5
+    trans_weight: float = 1.0
+    min_scale: float = 0.1
+    align_prior: bool = True
+    aux_weight: float = 0.0
+    aux_t_min: float = 0.75
+    aux_cutoff: float = 6.0
+    t_late_fraction: float = 0.0
+    t_late_min: float = 0.8
+    steps: int = 100
+    method: str = "euler"
+    rot_anti_annealing: float = 0.0
+    min_length: int = 16
+    max_length: int = 256
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Frames:
+    """A batch of residue frames in flow units.
+
+    Attributes:
+        rots: ``[B, L, 3, 3]``; trans: ``[B, L, 3]`` (nm, centred); mask: ``[B, L]`` bool.
+    """
+
+    rots: torch.Tensor
+    trans: torch.Tensor
+    mask: torch.Tensor
+
+
+class BackboneFlow:
+    """Flow matching over ``rots`` (SO(3)) and ``trans`` (R^3) per residue.
+
+    Args:
+        model: ``model(rots, trans, t, mask) -> FrameNetOutput`` (see
+            :class:`crystalflow.models.framenet.FrameNet`).
+        config: units, loss weights and sampling defaults.
+    """
+
+    manifolds = {"rots": SO3(), "trans": Euclidean(3)}
+
+    def __init__(self, model: nn.Module, config: BackboneFlowConfig = BackboneFlowConfig()) -> None:
+        self.model = model
+        self.config = config
+        self.path = ProductPath({k: GeodesicPath(m) for k, m in self.manifolds.items()})
+
+    # ----------------------------------------------------------------- prior and data
+    def prior(self, mask: torch.Tensor, dtype: torch.dtype = torch.float32,
+              generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """``x0``: uniform rotations ``[B, L, 3, 3]`` and centred N(0, I) translations ``[B, L, 3]``.
+
+        The noise is drawn on the generator's device (the mask's without one) and moved to the
+        mask's device, so a CPU generator gives the same samples on any device.
+        """
+        dev = generator.device if generator is not None else mask.device
+        rots = self.manifolds["rots"].random_uniform(tuple(mask.shape), generator, dtype, dev).to(mask.device)
+        trans = torch.randn(mask.shape + (3,), generator=generator, dtype=dtype, device=dev).to(mask.device)
+        eye = torch.eye(3, dtype=dtype, device=mask.device)
+        rots = torch.where(mask[..., None, None], rots, eye)
+        return {"rots": rots, "trans": centre(trans, mask)}
+
+    def targets(self, batch: BackboneBatch) -> dict[str, torch.Tensor]:
+        """``x1``: the data's frames in flow units."""
+        return {"rots": batch.rots, "trans": batch.trans / self.config.trans_scale}
+
+    # ----------------------------------------------------------------- network -> velocity
+    def predict(self, x: dict[str, torch.Tensor], t: torch.Tensor,
+                mask: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Run the network at ``x_t``.
+
+        Returns:
+            ``(updates, x1_hat)``: updates ``rots [B, L, 3]`` (body-frame axis-angle, equal to
+            ``log_{x_t}(x1_hat)``) and ``trans [B, L, 3]`` (global, nm, ``x1_hat - x_t``);
+            ``x1_hat`` the predicted clean frames.
+        """
+        out = self.model(x["rots"], x["trans"], t, mask)
+        d_trans = torch.einsum("blij,blj->bli", x["rots"], out.trans)
+        d_trans = centre(d_trans, mask)
+        x1_hat = {"rots": x["rots"] @ so3_exp(out.rot), "trans": x["trans"] + d_trans}
+        return {"rots": out.rot, "trans": d_trans}, x1_hat
+
+    def velocity(self, x: dict[str, torch.Tensor], t: torch.Tensor,
+                 mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``log_{x_t}(x1_hat) / (1 - t)`` per field; ``t`` ``[B]`` below 1."""
+        upd, _ = self.predict(x, t, mask)
+        scale = 1.0 / (1.0 - t).clamp_min(1e-4)
+        return {k: u * scale[:, None, None] for k, u in upd.items()}
+
+    # ----------------------------------------------------------------- training
+    def loss(self, batch: BackboneBatch, generator: torch.Generator | None = None) -> LossOutput:
+        """CFM loss on one batch (t ~ U(0, 1) per chain), plus the optional auxiliary atom loss."""
+        cfg = self.config
+        mask = batch.mask
+        x1 = self.targets(batch)
+        x0 = self.prior(mask, x1["trans"].dtype, generator)
+        if cfg.align_prior:
+            q = kabsch_rotation(x0["trans"], x1["trans"], mask)
+            x0 = {"rots": q[:, None] @ x0["rots"], "trans": torch.einsum("bij,blj->bli", q, x0["trans"])}
+        b, n = mask.shape
+        t = self.sample_times(b, x1["trans"].dtype, generator, mask.device)
+        tt = t[:, None].expand(b, n).reshape(-1)  # the path works on flat [M, ...] arrays
+        ps = self.path.sample({k: _flat(v) for k, v in x0.items()},
+                              {k: _flat(v) for k, v in x1.items()}, {"rots": tt, "trans": tt})
+        x_t = {k: p.x_t.reshape(x1[k].shape) for k, p in ps.items()}
+        dx_t = {k: p.dx_t.reshape(b, n, 3) for k, p in ps.items()}
+        upd, x1_hat = self.predict(x_t, t, mask)
+        one_minus = 1.0 - t
+        w = (1.0 / one_minus.clamp_min(cfg.min_scale))[:, None, None]
+        pred = {k: (u * w)[mask] for k, u in upd.items()}
+        target = {k: (dx_t[k] * (one_minus[:, None, None] * w))[mask] for k in upd}
+        points = {k: v[mask] for k, v in x_t.items()}
+        out = cfm_loss(pred, target, points, self.manifolds,
+                       {"rots": cfg.rot_weight, "trans": cfg.trans_weight})
+        if cfg.aux_weight <= 0:
+            return out
+        aux = self.aux_loss(x1_hat, x1, mask, t)
+        return LossOutput(total=out.total + cfg.aux_weight * aux, parts={**out.parts, "aux": float(aux.detach())})
+
+    def sample_times(self, n: int, dtype: torch.dtype = torch.float32,
+                     generator: torch.Generator | None = None,
+                     device: torch.device | str | None = None) -> torch.Tensor:
+        """``[n]`` training times on ``device``: ``U(0, 1)``, or ``U(t_late_min, 1)`` with
+        probability ``t_late_fraction`` (drawn on the generator's device)."""
+        cfg = self.config
+        dev = generator.device if generator is not None else device
+        t = torch.rand(n, generator=generator, dtype=dtype, device=dev)
+        if cfg.t_late_fraction > 0:
+            late = torch.rand(n, generator=generator, dtype=dtype, device=dev) < cfg.t_late_fraction
+            t = torch.where(late, cfg.t_late_min + (1 - cfg.t_late_min) * t, t)
+        return t.to(device) if device is not None else t
+
+    def aux_loss(self, x1_hat: dict[str, torch.Tensor], x1: dict[str, torch.Tensor],
+                 mask: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Backbone-atom MSE plus local pairwise-distance MSE (nm^2) for ``t > aux_t_min``.
+
+        Like the velocity loss, each chain's term is weighted by ``1 / max(1 - t, min_scale)^2``
+        (FrameFlow scales its auxiliary losses the same way), so it acts where the velocity
+        ``(x1_hat - x_t) / (1 - t)`` is most sensitive to errors of ``x1_hat``.
+        """
+        cfg = self.config
+        late = (t > cfg.aux_t_min).to(t.dtype) / (1.0 - t).clamp_min(cfg.min_scale) ** 2  # [B]
+        if late.sum() == 0:
+            return torch.zeros((), dtype=t.dtype, device=t.device)
+        pa = atoms_from_frames(x1_hat["rots"], x1_hat["trans"] * cfg.trans_scale, mask) / cfg.trans_scale
+        ta = atoms_from_frames(x1["rots"], x1["trans"] * cfg.trans_scale, mask) / cfg.trans_scale
+        m = mask.to(t.dtype)
+        atom_se = ((pa - ta).pow(2).sum(-1).mean(-1) * m).sum(-1) / m.sum(-1)  # [B]
+        b = mask.shape[0]
+        pa, ta = pa.reshape(b, -1, 3), ta.reshape(b, -1, 3)
+        am = m.repeat_interleave(4, dim=1)
+        pd, td = torch.cdist(pa, pa), torch.cdist(ta, ta)
+        pm = am[:, :, None] * am[:, None, :] * (td < cfg.aux_cutoff / cfg.trans_scale).to(t.dtype)
+        dist_se = ((pd - td).pow(2) * pm).sum((-1, -2)) / pm.sum((-1, -2)).clamp_min(1)
+        return ((atom_se + dist_se) * late).mean()
+
+    # ----------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def sample(self, lengths: list[int], *, steps: int | None = None, method: str | None = None,
+               rot_anti_annealing: float | None = None, generator: torch.Generator | None = None,
+               dtype: torch.dtype = torch.float32) -> Frames:
+        """Integrate the learned flow from the prior for chains of the given lengths.
+
+        Returns:
+            :class:`Frames` with translations in nm (multiply by ``trans_scale`` for Angstrom).
+
+        Raises:
+            InputError: a length outside ``[min_length, max_length]``.
+        """
+        cfg = self.config
+        check_lengths(lengths, cfg.min_length, cfg.max_length)
+        n = max(lengths)
+        device = next(self.model.parameters(), torch.empty(0)).device
+        mask = torch.arange(n, device=device)[None, :] < torch.tensor(lengths, device=device)[:, None]
+        x0 = self.prior(mask, dtype, generator)
+        slope = cfg.rot_anti_annealing if rot_anti_annealing is None else rot_anti_annealing
+
+        def velocity(x: dict[str, torch.Tensor], t: torch.Tensor) -> dict[str, torch.Tensor]:
+            return self.velocity(x, t.expand(len(lengths)), mask)
+
+        x1 = integrate(velocity, x0, self.manifolds, steps or cfg.steps, method or cfg.method,
+                       anti_annealing={"rots": slope} if slope else None)
+        return Frames(rots=x1["rots"], trans=centre(x1["trans"], mask), mask=mask)
+
+    def backbones(self, frames: Frames) -> list[torch.Tensor]:
+        """Ideal backbone atoms ``[L_i, 4, 3]`` (Angstrom) of each sampled chain."""
+        atoms = atoms_from_frames(frames.rots, frames.trans * self.config.trans_scale, frames.mask)
+        return [atoms[i, : int(frames.mask[i].sum())] for i in range(frames.mask.shape[0])]
+
+
+def _flat(v: torch.Tensor) -> torch.Tensor:
+    """``[B, L, *shape] -> [B * L, *shape]``."""
+    return v.reshape((-1,) + tuple(v.shape[2:]))
+
+
+def check_lengths(lengths: list[int], min_length: int, max_length: int) -> None:
+    """Raise :class:`InputError` unless every length lies in ``[min_length, max_length]``."""
+    if not lengths:
+        raise InputError("no chains requested (need at least one length)")
+    bad = [n for n in lengths if not min_length <= int(n) <= max_length]
+    if bad:
+        raise InputError(f"chain length {bad[0]} outside the supported range "
+                         f"{min_length}-{max_length} residues")

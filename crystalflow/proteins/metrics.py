@@ -1,0 +1,233 @@
+"""Backbone quality metrics that need no learned model weights.
+
+Per set of chains (CA positions are enough for all of them):
+
+* consecutive CA-CA distances: mean, standard deviation, fraction in ``[3.6, 4.0]`` A;
+* clashes: CA pairs at sequence separation >= ``CLASH_MIN_SEP`` closer than ``CLASH_DISTANCE``;
+  reported as the fraction of chains with any clash and clashes per 100 residues;
+* radius of gyration (CA) and its ratio to ``2.2 L^0.38`` A, the empirical Rg of compact globular
+  proteins of length L (Skolnick et al. 2005);
+* secondary structure fractions from P-SEA (CA only; biotite's ``annotate_sse``);
+* diversity: mean pairwise TM-score between chains of the set (TM-align through ``tmtools``;
+  lower is more diverse). Missing ``tmtools`` makes it NaN rather than failing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from crystalflow.errors import DataError, InputError
+
+CA_CA_RANGE = (3.6, 4.0)
+CLASH_DISTANCE = 3.0
+CLASH_MIN_SEP = 2
+
+
+def _ca(chain: torch.Tensor) -> np.ndarray:
+    """``[L, 4, 3]`` backbone or ``[L, 3]`` CA -> ``[L, 3]`` float64 CA array."""
+    x = chain.detach().cpu().double()
+    return (x[:, 1] if x.ndim == 3 else x).numpy()
+
+
+def ca_ca_distances(ca: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``[L, 3] -> [L - 1]`` consecutive CA-CA distances."""
+    ca = np.asarray(ca, dtype=np.float64)
+    return np.linalg.norm(ca[1:] - ca[:-1], axis=-1)
+
+
+def ca_ca_in_range(ca: torch.Tensor | np.ndarray, lo: float = CA_CA_RANGE[0],
+                   hi: float = CA_CA_RANGE[1]) -> float:
+    """Fraction of consecutive CA-CA distances within ``[lo, hi]``."""
+    d = ca_ca_distances(ca.detach().cpu().numpy() if isinstance(ca, torch.Tensor) else ca)
+    return float(((d >= lo) & (d <= hi)).mean()) if d.size else float("nan")
+
+
+def clash_count(ca: np.ndarray, distance: float = CLASH_DISTANCE, min_sep: int = CLASH_MIN_SEP) -> int:
+    """CA pairs with ``|i - j| >= min_sep`` closer than ``distance``."""
+    d = np.linalg.norm(ca[:, None] - ca[None], axis=-1)
+    i, j = np.triu_indices(len(ca), k=min_sep)
+    return int((d[i, j] < distance).sum())
+
+
+def radius_of_gyration(ca: np.ndarray) -> float:
+    """CA radius of gyration (A)."""
+    return float(np.sqrt(((ca - ca.mean(0)) ** 2).sum(-1).mean()))
+
+
+def compact_rg(length: int) -> float:
+    """``2.2 L^0.38`` A: the radius of gyration of a compact globular protein of L residues."""
+    return 2.2 * length**0.38
+
+
+def sse_fractions(ca: np.ndarray) -> tuple[float, float, float]:
+    """``(helix, strand, coil)`` fractions from P-SEA on CA atoms."""
+    import biotite.structure as struc
+
+    arr = struc.AtomArray(len(ca))
+    arr.coord = ca.astype(np.float32)
+    arr.atom_name = np.full(len(ca), "CA")
+    arr.element = np.full(len(ca), "C")
+    arr.res_id = np.arange(1, len(ca) + 1)
+    arr.res_name = np.full(len(ca), "GLY")
+    arr.chain_id = np.full(len(ca), "A")
+    sse = struc.annotate_sse(arr)
+    n = max(1, len(sse))
+    return float((sse == "a").sum() / n), float((sse == "b").sum() / n), float((sse == "c").sum() / n)
+
+
+def tm_score(a: np.ndarray, b: np.ndarray) -> float:
+    """TM-score of CA sets ``a`` and ``b`` (TM-align), averaged over both normalisations."""
+    import tmtools
+
+    r = tmtools.tm_align(a.astype(np.float64), b.astype(np.float64), "G" * len(a), "G" * len(b))
+    return 0.5 * (float(r.tm_norm_chain1) + float(r.tm_norm_chain2))
+
+
+def pairwise_tm(cas: Sequence[np.ndarray], max_pairs: int = 2000, seed: int = 0) -> float:
+    """Mean TM-score over (up to ``max_pairs`` random) distinct pairs; NaN without tmtools."""
+    try:
+        import tmtools  # noqa: F401
+    except ImportError:
+        return float("nan")
+    pairs = [(i, j) for i in range(len(cas)) for j in range(i + 1, len(cas))]
+    if not pairs:
+        return float("nan")
+    if len(pairs) > max_pairs:
+        pairs = random.Random(seed).sample(pairs, max_pairs)
+    return float(np.mean([tm_score(cas[i], cas[j]) for i, j in pairs]))
+
+
+@dataclass(frozen=True)
+class BackboneMetrics:
+    """Summary statistics of a set of backbones (means over chains unless said otherwise).
+
+    Attributes:
+        chains / mean_length: count and mean length;
+        ca_ca_mean / ca_ca_std / ca_ca_in_range: over all consecutive pairs of all chains;
+        clash_chains: fraction of chains with a clash; clashes_per_100: per 100 residues;
+        rg / rg_ratio: radius of gyration (A) and its ratio to ``2.2 L^0.38``;
+        helix / strand / coil: P-SEA fractions; pairwise_tm: mean pairwise TM-score.
+    """
+
+    chains: int
+    mean_length: float
+    ca_ca_mean: float
+    ca_ca_std: float
+    ca_ca_in_range: float
+    clash_chains: float
+    clashes_per_100: float
+    rg: float
+    rg_ratio: float
+    helix: float
+    strand: float
+    coil: float
+    pairwise_tm: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def backbone_metrics(chains: Sequence[torch.Tensor], max_tm_pairs: int = 2000) -> BackboneMetrics:
+    """Metrics of ``[L, 4, 3]`` backbones or ``[L, 3]`` CA traces (each one continuous chain).
+
+    Raises:
+        InputError: no chains, or a chain shorter than 3 residues or with non-finite CA.
+    """
+    if not chains:
+        raise InputError("no chains to evaluate")
+    cas = [_ca(c) for c in chains]
+    for ca in cas:
+        if len(ca) < 3 or not np.isfinite(ca).all():
+            raise InputError("every chain needs >= 3 residues with finite CA coordinates")
+    d = np.concatenate([ca_ca_distances(ca) for ca in cas])
+    clashes = np.array([clash_count(ca) for ca in cas])
+    lengths = np.array([len(ca) for ca in cas])
+    rg = np.array([radius_of_gyration(ca) for ca in cas])
+    sse = np.array([sse_fractions(ca) for ca in cas])
+    lo, hi = CA_CA_RANGE
+    return BackboneMetrics(
+        chains=len(cas), mean_length=float(lengths.mean()), ca_ca_mean=float(d.mean()),
+        ca_ca_std=float(d.std()), ca_ca_in_range=float(((d >= lo) & (d <= hi)).mean()),
+        clash_chains=float((clashes > 0).mean()), clashes_per_100=float(100 * clashes.sum() / lengths.sum()),
+        rg=float(rg.mean()), rg_ratio=float(np.mean(rg / np.array([compact_rg(n) for n in lengths]))),
+        helix=float(sse[:, 0].mean()), strand=float(sse[:, 1].mean()), coil=float(sse[:, 2].mean()),
+        pairwise_tm=pairwise_tm(cas, max_tm_pairs),
+    )
+
+
+def read_chains(directory: str | os.PathLike, min_length: int = 3,
+                split_breaks: bool = True) -> list[torch.Tensor]:
+    """Continuous backbone segments (``[L, 4, 3]``) of every chain of every structure file in a folder.
+
+    Chains are always cut at residues missing N, CA or C. With ``split_breaks`` they are also cut
+    where the C-N peptide bond is longer than :data:`~crystalflow.proteins.io.MAX_PEPTIDE_BOND`
+    (right for experimental structures, whose breaks are unobserved residues); without it a
+    generated chain is evaluated whole, so its breaks show up in the CA-CA statistics instead of
+    being cut away.
+
+    Raises:
+        DataError: the folder holds no structure file; InputError: no usable segment.
+    """
+    from crystalflow.proteins.io import MAX_PEPTIDE_BOND, find_structure_files, read_backbones, split_segments
+
+    files = find_structure_files(directory)
+    if not files:
+        raise DataError(f"no structure files (.pdb, .cif, optionally .gz) in {directory}")
+    bond = MAX_PEPTIDE_BOND if split_breaks else math.inf
+    out = [s.coords for f in files for ch in read_backbones(f)
+           for s in split_segments(ch, min_length, max_peptide_bond=bond)]
+    if not out:
+        raise InputError(f"no continuous protein segments of >= {min_length} residues in {directory}")
+    return out
+
+
+def length_matched_crops(segments: Sequence[torch.Tensor], length: int, num: int,
+                         seed: int = 0) -> list[torch.Tensor]:
+    """``num`` random windows of exactly ``length`` residues from segments at least that long.
+
+    Windows are drawn from distinct segments while possible (then segments are reused).
+
+    Raises:
+        InputError: no segment is long enough.
+    """
+    long = [s for s in segments if s.shape[0] >= length]
+    if not long:
+        raise InputError(f"no reference segment has >= {length} residues")
+    rng = random.Random(seed)
+    order = rng.sample(range(len(long)), len(long))
+    out = []
+    for k in range(num):
+        s = long[order[k % len(long)]]
+        start = rng.randrange(s.shape[0] - length + 1)
+        out.append(s[start:start + length])
+    return out
+
+
+_ROWS = [
+    ("chains", "chains", "{:.0f}"), ("mean_length", "mean length", "{:.1f}"),
+    ("ca_ca_in_range", "CA-CA in 3.6-4.0 A", "{:.3f}"), ("ca_ca_mean", "CA-CA mean (A)", "{:.3f}"),
+    ("ca_ca_std", "CA-CA std (A)", "{:.3f}"), ("clash_chains", "chains with a CA clash", "{:.3f}"),
+    ("clashes_per_100", "CA clashes / 100 res", "{:.2f}"), ("rg", "Rg (A)", "{:.2f}"),
+    ("rg_ratio", "Rg / (2.2 L^0.38)", "{:.3f}"), ("helix", "helix (P-SEA)", "{:.3f}"),
+    ("strand", "strand (P-SEA)", "{:.3f}"), ("coil", "coil (P-SEA)", "{:.3f}"),
+    ("pairwise_tm", "pairwise TM (diversity, lower = more diverse)", "{:.3f}"),
+]
+
+
+def format_table(columns: dict[str, dict]) -> str:
+    """A markdown table with one column per named metrics dict (``BackboneMetrics.to_dict()``)."""
+    names = list(columns)
+    lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for key, label, fmt in _ROWS:
+        vals = [columns[n].get(key, float("nan")) for n in names]
+        cells = ["nan" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v)
+                 for v in vals]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""The backbone flow on the shared core: prior, loss parametrisation (an oracle has zero loss and
+samples the data exactly), auxiliary loss, sampling and length checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from crystalflow.errors import InputError
+from crystalflow.manifolds.so3 import SO3, random_rotations, so3_log
+from crystalflow.models.framenet import FrameNetOutput
+from crystalflow.proteins.dataset import collate_backbones
+from crystalflow.proteins.flow import BackboneFlow, BackboneFlowConfig
+from crystalflow.proteins.frames import atoms_from_frames, centre
+
+
+def _batch(seed: int = 0, lengths=(20, 14)):
+    """Two ideal-geometry random chains (not protein-like, but valid backbones)."""
+    g = torch.Generator().manual_seed(seed)
+    chains = []
+    for n in lengths:
+        ca = torch.cumsum(3.8 * nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1), 0)
+        chains.append(atoms_from_frames(random_rotations((n,), g), ca))
+    return collate_backbones(chains)
+
+
+class Oracle(nn.Module):
+    """Predicts the exact update from x_t to a known x1."""
+
+    def __init__(self, x1: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.x1 = x1
+
+    def forward(self, rots, trans, t, mask):
+        rot = so3_log(rots.transpose(-1, -2) @ self.x1["rots"])
+        local = torch.einsum("blji,blj->bli", rots, self.x1["trans"] - trans)
+        return FrameNetOutput(rot=rot * mask[..., None], trans=local * mask[..., None], features=trans)
+
+
+def test_prior_is_centred_uniform_and_padded_with_identity():
+    flow = BackboneFlow(nn.Identity())
+    mask = torch.arange(10)[None] < torch.tensor([[10], [6]])
+    x0 = flow.prior(mask, torch.float64, torch.Generator().manual_seed(0))
+    ok, reason = SO3().check_point(x0["rots"], atol=1e-9)
+    assert ok, reason
+    assert torch.allclose(x0["rots"][1, 6:], torch.eye(3, dtype=torch.float64).expand(4, 3, 3))
+    assert torch.allclose(x0["trans"].sum(1), torch.zeros(2, 3, dtype=torch.float64), atol=1e-12)
+    assert x0["trans"][1, 6:].abs().max() == 0
+
+
+@pytest.mark.parametrize("align", [True, False])
+def test_oracle_has_zero_loss(align):
+    batch = _batch()
+    flow = BackboneFlow(nn.Identity(), BackboneFlowConfig(align_prior=align, aux_weight=1.0, aux_t_min=0.0))
+    flow.model = Oracle(flow.targets(batch))
+    out = flow.loss(batch, torch.Generator().manual_seed(1))
+    assert out.total.item() < 1e-8
+    assert set(out.parts) == {"rots", "trans", "aux"}
+
+
+def test_oracle_samples_the_data_with_the_shared_solver():
+    batch = _batch(2, lengths=(18, 18))
+    flow = BackboneFlow(nn.Identity(), BackboneFlowConfig(steps=5, min_length=10))
+    x1 = flow.targets(batch)
+    flow.model = Oracle(x1)
+    frames = flow.sample([18, 18], generator=torch.Generator().manual_seed(3))
+    assert SO3().dist(frames.rots, x1["rots"]).max() < 1e-4
+    assert (frames.trans - x1["trans"]).abs().max() < 1e-5
+    atoms = flow.backbones(frames)
+    assert torch.allclose(atoms[0], batch.atoms[0], atol=1e-3)
+
+
+def test_loss_is_finite_and_trains_every_parameter(tiny_flow):
+    batch = _batch(4)
+    out = tiny_flow.loss(batch, torch.Generator().manual_seed(5))
+    assert torch.isfinite(out.total) and out.total > 0
+    out.total.backward()
+    missing = [n for n, p in tiny_flow.model.named_parameters() if p.grad is None]
+    assert not missing
+
+
+def test_aux_loss_is_zero_before_its_time_and_positive_after(tiny_flow):
+    batch = _batch(6)
+    x1 = tiny_flow.targets(batch)
+    x1_hat = {"rots": x1["rots"], "trans": x1["trans"] + 0.05}
+    shifted = {"rots": x1["rots"], "trans": centre(x1["trans"] + 0.05 * torch.randn_like(x1["trans"]), batch.mask)}
+    early = torch.tensor([0.1, 0.2])
+    late = torch.tensor([0.9, 0.95])
+    assert tiny_flow.aux_loss(shifted, x1, batch.mask, early) == 0
+    assert tiny_flow.aux_loss(shifted, x1, batch.mask, late) > 0
+    # a rigid translation of the prediction changes atom positions but no distances
+    # ... and is weighted by 1 / max(1 - t, 0.1)^2 = 100 for both chains
+    assert tiny_flow.aux_loss(x1_hat, x1, batch.mask, late) == pytest.approx(100 * 3 * 0.05**2, rel=1e-4)
+
+
+def test_sampling_gives_valid_frames_and_atoms(tiny_flow):
+    frames = tiny_flow.sample([16, 20], generator=torch.Generator().manual_seed(7))
+    ok, reason = SO3().check_point(frames.rots[frames.mask], atol=1e-4)
+    assert ok, reason
+    atoms = tiny_flow.backbones(frames)
+    assert [a.shape for a in atoms] == [(16, 4, 3), (20, 4, 3)]
+    assert all(torch.isfinite(a).all() for a in atoms)
+
+
+@pytest.mark.parametrize("lengths", [[8], [300], [], [64, 1000]])
+def test_unsupported_lengths_are_clear_errors(tiny_flow, lengths):
+    with pytest.raises(InputError):
+        tiny_flow.sample(lengths)
+
+
+def test_late_time_sampling():
+    flow = BackboneFlow(nn.Identity(), BackboneFlowConfig(t_late_fraction=0.5, t_late_min=0.8))
+    t = flow.sample_times(20000, torch.float64, torch.Generator().manual_seed(0))
+    assert 0 <= t.min() and t.max() <= 1
+    assert (t > 0.8).double().mean().item() == pytest.approx(0.5 + 0.5 * 0.2, abs=0.02)
+    plain = BackboneFlow(nn.Identity()).sample_times(20000, torch.float64, torch.Generator().manual_seed(0))
+    assert (plain > 0.8).double().mean().item() == pytest.approx(0.2, abs=0.02)
