@@ -3,17 +3,27 @@
 Features: seeded, deterministic batch order derived from (seed, epoch) so a resumed run sees the
 same batches; EMA weights; warm-up + cosine learning rate as a pure function of the step; periodic
 validation through a callback; atomic checkpoints (``last.pt`` always, ``best.pt`` on the best
-validation score) and ``--resume`` from ``last.pt``; a CSV log of loss and validation score
+validation score) and ``--resume`` from ``last.pt`` (the noise generator's state is saved too, so a
+resumed run continues the interrupted one exactly); a CSV log of loss and validation score
 against wall-clock time.
+
+Data parallel (``torchrun``, see :mod:`crystalflow.distributed`): every process derives the same
+global batch from (seed, step) and trains on its contiguous shard (:func:`~crystalflow.distributed.shard`)
+through ``DistributedDataParallel``, which averages the gradients; each process draws its own
+noise (generator seeded by seed, step and rank). Rank 0 alone validates, writes checkpoints and
+the log; the noise-generator states of all ranks go into the checkpoint, so resuming on the same
+number of processes continues the same run. In one process nothing of this is active.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -24,6 +34,9 @@ from tqdm.auto import tqdm
 from crystalflow import __version__
 from crystalflow.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from crystalflow.crystals.dataset import CrystalDataset
+from crystalflow.distributed import (
+    DistInfo, any_across, barrier, gather_objects, mean_across, shard, wrap,
+)
 from crystalflow.errors import CheckpointError
 
 
@@ -79,6 +92,46 @@ class TrainResult:
     best_path: Path | None
 
 
+#: seed offset between the noise generators of different ranks
+RANK_SEED_STRIDE = 1_000_003
+
+
+@contextlib.contextmanager
+def _forward_through(flow: Flow, module: torch.nn.Module):
+    """Let ``flow.loss`` call ``module`` (the DDP wrapper) instead of ``flow.model`` for a while."""
+    raw = flow.model
+    if module is raw:
+        yield
+        return
+    flow.model = module
+    try:
+        yield
+    finally:
+        flow.model = raw
+
+
+def _to_device(batch, device: torch.device):
+    """Move a batch to ``device`` when it is elsewhere (batches without a device pass through)."""
+    here = getattr(batch, "device", None)
+    if here is None or torch.device(here) == device:
+        return batch
+    return batch.to(device)
+
+
+def local_loss(flow: Flow, module: torch.nn.Module, train_set, step: int, config: TrainConfig,
+               info: DistInfo, generator: torch.Generator):
+    """This process's loss at ``step``: the shard of the global batch, forward through ``module``.
+
+    ``module`` is ``flow.model`` or its ``DistributedDataParallel`` wrapper; calling
+    ``.total.backward()`` on the result leaves the gradient averaged over processes in
+    ``flow.model``'s parameters.
+    """
+    idx = shard(batch_indices(len(train_set), config.batch_size, step, config.seed), info)
+    batch = _to_device(train_set.batch(idx), info.device)
+    with _forward_through(flow, module):
+        return flow.loss(batch, generator=generator)
+
+
 def train(
     flow: Flow,
     train_set: CrystalDataset,
@@ -88,24 +141,33 @@ def train(
     validate: Callable[[], float] | None = None,
     resume: bool = False,
     progress: bool = True,
+    dist_info: DistInfo | None = None,
 ) -> TrainResult:
     """Train ``flow.model`` by minimising ``flow.loss``.
 
     Args:
         flow: owns ``model`` and ``loss(batch, generator)``.
         train_set: training crystals.
-        config: optimisation settings.
+        config: optimisation settings (``batch_size`` is the global batch over all processes).
         out_dir: where ``last.pt``, ``best.pt`` and ``log.csv`` go.
         make_checkpoint: ``(ema_weights, train_state) -> Checkpoint`` (the caller knows the task).
-        validate: returns a score to maximise (e.g. a match rate); called with EMA weights loaded.
+        validate: returns a score to maximise (e.g. a match rate); called with EMA weights loaded,
+            on rank 0 only.
         resume: continue from ``out_dir/last.pt``.
+        dist_info: this process's place in a data-parallel job (:func:`crystalflow.distributed.setup`);
+            default: one process on the model's device.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = flow.model
+    if dist_info is None:
+        dist_info = DistInfo(device=next(model.parameters()).device)
+    info = dist_info
+    model.to(info.device)
+    main = info.is_main
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    step, best, elapsed0 = 0, None, 0.0
+    step, best, elapsed0, rng_state = 0, None, 0.0, None
     if resume:
         last = out / "last.pt"
         if not last.exists():
@@ -115,24 +177,45 @@ def train(
             raise CheckpointError(f"{last} has no training state to resume from")
         model.load_state_dict(ck.train_state["model"], strict=True)
         opt.load_state_dict(ck.train_state["optimizer"])
-        ema = {k: v.clone() for k, v in ck.weights.items()}
+        ema = {k: v.to(info.device).clone() for k, v in ck.weights.items()}
         step, best, elapsed0 = ck.train_state["step"], ck.train_state["best"], ck.train_state["elapsed"]
-    gen = torch.Generator().manual_seed(config.seed + 7919 * step)
-    log_path = out / "log.csv"
-    new_log = not log_path.exists() or not resume
-    log_file = open(log_path, "w" if new_log else "a", newline="")
-    log = csv.writer(log_file)
-    if new_log:
-        log.writerow(["step", "seconds", "lr", "loss", "parts", "val_score"])
+        states = ck.train_state.get("rng")
+        if states is not None and len(states) == info.world_size:
+            rng_state = states[info.rank]
+        elif states is not None:
+            warnings.warn(f"{last} was written by {len(states)} processes, resuming on "
+                          f"{info.world_size}: the noise is re-seeded from the step")
+    gen = torch.Generator(device=info.device).manual_seed(
+        config.seed + 7919 * step + RANK_SEED_STRIDE * info.rank)
+    if rng_state is not None:
+        gen.set_state(rng_state)
+    module = wrap(model, info)
+    log_file = log = None
+    if main:
+        log_path = out / "log.csv"
+        new_log = not log_path.exists() or not resume
+        log_file = open(log_path, "w" if new_log else "a", newline="")
+        log = csv.writer(log_file)
+        if new_log:
+            log.writerow(["step", "seconds", "lr", "loss", "parts", "val_score"])
     start = time.time() - elapsed0
+    float_keys = [k for k, v in ema.items() if v.dtype.is_floating_point]
+    other_keys = [k for k in ema if k not in set(float_keys)]
 
-    def checkpoint(path: Path) -> None:
+    def checkpoint(paths: list[Path]) -> None:
+        """Save on rank 0; every rank must call it (the generator states are gathered)."""
+        rngs = gather_objects(gen.get_state(), info)
+        if not main:
+            return
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                 "best": best, "elapsed": time.time() - start, "config": config.to_dict()}
-        save_checkpoint(make_checkpoint(ema, state), path)
+                 "best": best, "elapsed": time.time() - start, "config": config.to_dict(),
+                 "rng": rngs, "world_size": info.world_size}
+        ck = make_checkpoint(ema, state)
+        for path in paths:
+            save_checkpoint(ck, path)
 
     def run_validation() -> float | None:
-        if validate is None:
+        if validate is None or not main:
             return None
         raw = copy.deepcopy(model.state_dict())
         model.load_state_dict(ema)
@@ -143,16 +226,17 @@ def train(
             model.load_state_dict(raw)
             model.train()
 
-    bar = tqdm(total=config.max_steps, initial=step, disable=not progress, desc="train", unit="step")
+    bar = tqdm(total=config.max_steps, initial=step, disable=not (progress and main), desc="train",
+               unit="step")
     model.train()
     running = None
     while step < config.max_steps:
-        if config.max_minutes is not None and (time.time() - start) > 60 * config.max_minutes:
+        if config.max_minutes is not None and any_across(
+                (time.time() - start) > 60 * config.max_minutes, info):
             break
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, config)
-        batch = train_set.batch(batch_indices(len(train_set), config.batch_size, step, config.seed))
-        out_loss = flow.loss(batch, generator=gen)
+        out_loss = local_loss(flow, module, train_set, step, config, info, gen)
         opt.zero_grad(set_to_none=True)
         out_loss.total.backward()
         if config.grad_clip:
@@ -160,33 +244,39 @@ def train(
         opt.step()
         with torch.no_grad():
             d = min(config.ema_decay, (1 + step) / (10 + step))
-            for k, v in model.state_dict().items():
-                if v.dtype.is_floating_point:
-                    ema[k].mul_(d).add_(v.detach(), alpha=1 - d)
-                else:
-                    ema[k].copy_(v)
+            state = model.state_dict()
+            torch._foreach_mul_([ema[k] for k in float_keys], d)
+            torch._foreach_add_([ema[k] for k in float_keys], [state[k].detach() for k in float_keys],
+                                alpha=1 - d)
+            for k in other_keys:
+                ema[k].copy_(state[k])
         step += 1
-        loss_val = float(out_loss.total.detach())
+        loss_val = mean_across(float(out_loss.total.detach()), info)
         running = loss_val if running is None else 0.98 * running + 0.02 * loss_val
         bar.update(1)
         bar.set_postfix(loss=f"{running:.4f}")
         score = None
         if step % config.val_every == 0 or step == config.max_steps:
             score = run_validation()
+            paths = []
             if score is not None and (best is None or score > best):
                 best = score
-                checkpoint(out / "best.pt")
-            checkpoint(out / "last.pt")
-            bar.write(f"step {step}: loss {running:.4f} val {score}")
-        parts = ";".join(f"{k}={v:.4f}" for k, v in out_loss.parts.items())
-        log.writerow([step, f"{time.time() - start:.1f}", f"{learning_rate(step - 1, config):.2e}",
-                      f"{loss_val:.5f}", parts, "" if score is None else f"{score:.4f}"])
-        if step % 50 == 0:
-            log_file.flush()
+                paths.append(out / "best.pt")
+            checkpoint(paths + [out / "last.pt"])
+            if main:
+                bar.write(f"step {step}: loss {running:.4f} val {score}")
+        if main:
+            parts = ";".join(f"{k}={v:.4f}" for k, v in out_loss.parts.items())
+            log.writerow([step, f"{time.time() - start:.1f}", f"{learning_rate(step - 1, config):.2e}",
+                          f"{loss_val:.5f}", parts, "" if score is None else f"{score:.4f}"])
+            if step % 50 == 0:
+                log_file.flush()
     bar.close()
     if step % config.val_every != 0 and step != config.max_steps:
-        checkpoint(out / "last.pt")
-    log_file.close()
+        checkpoint([out / "last.pt"])
+    if log_file is not None:
+        log_file.close()
+    barrier(info)  # every process returns once rank 0's checkpoint is on disk
     best_path = out / "best.pt"
     return TrainResult(step, time.time() - start, best, out / "last.pt",
                        best_path if best_path.exists() else None)

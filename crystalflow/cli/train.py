@@ -1,4 +1,10 @@
-"""``crystalflow train``: fit a CSP flow on a benchmark split and write checkpoints."""
+"""``crystalflow train``: fit a CSP flow on a benchmark split or the user's own data.
+
+Data: ``--dataset NAME`` (a benchmark split under ``--data-dir``) or ``--data PATH`` (a folder of
+CIF files or a CSV with a ``cif`` column, split into train / validation with a fixed seed).
+Launched by ``torchrun --nproc_per_node=N -m crystalflow train ...`` it trains data-parallel
+(:mod:`crystalflow.distributed`); rank 0 validates, logs and writes the checkpoints.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +17,23 @@ import torch
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a flow on a dataset",
                        description="Train a CSP flow; writes OUT/last.pt, OUT/best.pt, OUT/log.csv.")
-    p.add_argument("--dataset", required=True, choices=["perov_5", "carbon_24", "mp_20"])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", choices=["perov_5", "carbon_24", "mp_20"], help="a benchmark")
+    src.add_argument("--data", default=None, metavar="PATH",
+                     help="your own crystals: a folder of .cif files or a CSV with a 'cif' column "
+                          "(split into train/validation with --split-seed)")
     p.add_argument("--data-dir", default=None, help="benchmark root (default: $CRYSTALFLOW_DATA)")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="--data: share of crystals held out for validation")
+    p.add_argument("--split-seed", type=int, default=0, help="--data: seed of the train/val split")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--task", default="csp", choices=["csp", "sgcsp"],
+    p.add_argument("--task", default="csp", choices=["csp", "sgcsp", "dng"],
                    help="csp: P1 flow (default); sgcsp: space-group conditioned flow")
     p.add_argument("--space-group", action="store_true",
                    help="shorthand for --task sgcsp (condition on space group and Wyckoff template)")
-    p.add_argument("--model", default=None, choices=["cspnet", "sgnet"],
+    from crystalflow.models import MODELS
+
+    p.add_argument("--model", default=None, choices=sorted(MODELS),
                    help="network (default: cspnet for csp, sgnet for sgcsp)")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--layers", type=int, default=4)
@@ -33,21 +48,68 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-steps", type=int, default=50, help="ODE steps for validation samples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda or cuda:K (default: cpu; under torchrun cuda:LOCAL_RANK if available)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--init-from", default=None,
+                   help="--task dng: initialise the trunk from an sgcsp checkpoint (path or bundled name)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from crystalflow import distributed
+
     if args.space_group:
         args.task = "sgcsp"
-    if args.task == "sgcsp":
-        return run_sgcsp(args)
+    if args.task != "csp" and args.data is not None:
+        from crystalflow.errors import InputError
+
+        raise InputError("--data trains the P1 CSP flow only (--task csp)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.task == "dng":
+        return run_dng(args)
+    if distributed.launched_by_torchrun():
+        info = distributed.setup(args.device)
+    else:  # one process: exactly the plain loop, on the requested device (default cpu)
+        info = distributed.DistInfo(device=torch.device(args.device or "cpu"))
+    try:
+        code = (run_sgcsp if args.task == "sgcsp" else run_csp)(args, info)
+    finally:
+        distributed.cleanup()
+    return code
+
+
+def _load_csp_data(args: argparse.Namespace, info, progress: bool):
+    """(train, val, dataset name) from ``--dataset`` or ``--data``; rank 0 parses and caches
+    first, the other processes then read the cache."""
+    from crystalflow import distributed
+    from crystalflow.crystals import load_split
+    from crystalflow.crystals.dataset import load_user_data, split_dataset
+
+    def load():
+        if args.data is not None:
+            parts = split_dataset(load_user_data(args.data, progress=progress),
+                                  val_fraction=args.val_fraction, seed=args.split_seed)
+            return parts["train"], parts["val"], f"user:{args.data}"
+        return (load_split(args.dataset, "train", args.data_dir, progress=progress),
+                load_split(args.dataset, "val", args.data_dir, progress=progress), args.dataset)
+
+    if not info.is_main:
+        distributed.barrier(info)
+    loaded = load()
+    if info.is_main:
+        distributed.barrier(info)
+    return loaded
+
+
+def run_csp(args: argparse.Namespace, info) -> int:
+    """Train the P1 CSP flow (one process or one rank of a data-parallel job)."""
     if args.model is None:
         args.model = "cspnet"
     if args.lattice_weight is None:
         args.lattice_weight = 0.1
-    from crystalflow.crystals import load_split
     from crystalflow.csp import CSPConfig, CSPFlow
     from crystalflow.manifolds import LatticeChart
     from crystalflow.models import build_model
@@ -55,32 +117,36 @@ def run(args: argparse.Namespace) -> int:
     from crystalflow.training import TrainConfig, train
     from crystalflow.validation import csp_validator
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    progress = not args.no_progress
-    train_set = load_split(args.dataset, "train", args.data_dir, progress=progress)
-    val_set = load_split(args.dataset, "val", args.data_dir, progress=progress)
+    progress = not args.no_progress and info.is_main
+    train_set, val_set, name = _load_csp_data(args, info, progress)
     chart = LatticeChart.fit(train_set.lattice)
-    model = build_model(args.model, {"hidden": args.hidden, "layers": args.layers})
+    model = build_model(args.model, {"hidden": args.hidden, "layers": args.layers}).to(info.device)
     flow = CSPFlow(model, chart, CSPConfig(lattice_weight=args.lattice_weight))
     stats = {"lattice_chart": chart.state_dict(), "max_atoms": int(train_set.num_atoms.max()),
-             "dataset": args.dataset, "train_size": len(train_set)}
+             "dataset": name, "train_size": len(train_set)}
+    if args.data is not None:
+        stats["val_ids"] = list(val_set.material_ids)
     cfg = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
                       val_every=args.val_every, seed=args.seed, max_minutes=args.max_minutes)
-    validate = csp_validator(flow, val_set, size=args.val_size, steps=args.val_steps, seed=args.seed)
+    validate = None
+    if info.is_main and args.val_size > 0:
+        validate = csp_validator(flow, val_set, size=args.val_size, steps=args.val_steps,
+                                 seed=args.seed, device=info.device)
     result = train(
         flow, train_set, cfg, args.out,
         make_checkpoint=lambda w, s: make_csp_checkpoint(flow, args.model, stats, w, s),
-        validate=validate, resume=args.resume, progress=progress,
+        validate=validate, resume=args.resume, progress=progress, dist_info=info,
     )
-    print(json.dumps({"steps": result.steps, "seconds": round(result.seconds, 1),
-                      "best_val_match_rate": result.best_score, "last": str(result.last_path),
-                      "best": str(result.best_path) if result.best_path else None}))
+    if info.is_main:
+        print(json.dumps({"steps": result.steps, "seconds": round(result.seconds, 1),
+                          "best_val_match_rate": result.best_score, "last": str(result.last_path),
+                          "best": str(result.best_path) if result.best_path else None,
+                          "processes": info.world_size}))
     return 0
 
 
-def run_sgcsp(args: argparse.Namespace) -> int:
+def run_sgcsp(args: argparse.Namespace, info=None) -> int:
     """Train the space-group conditioned flow on symmetrised conventional cells."""
     from crystalflow.crystals.dataset import DATASETS, resolve_data_dir
     from crystalflow.crystals.symmetric import SymmetricDataset, load_symmetric_split
@@ -94,8 +160,11 @@ def run_sgcsp(args: argparse.Namespace) -> int:
     model_name = args.model or "sgnet"
     if model_name != "sgnet":
         raise InputError("--task sgcsp needs --model sgnet")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from crystalflow.distributed import DistInfo
+
+    info = info or DistInfo()
+    if info.device.type != "cpu" or info.distributed:
+        raise InputError("--task sgcsp trains in one process on the CPU for now")
     torch.manual_seed(args.seed)
     progress = not args.no_progress
     train_set = load_symmetric_split(args.dataset, "train", args.data_dir, progress=progress)
@@ -124,4 +193,13 @@ def run_sgcsp(args: argparse.Namespace) -> int:
     print(json.dumps({"steps": result.steps, "seconds": round(result.seconds, 1),
                       "best_val_match_rate": result.best_score, "last": str(result.last_path),
                       "best": str(result.best_path) if result.best_path else None}))
+    return 0
+
+
+def run_dng(args: argparse.Namespace) -> int:
+    """Train the de-novo generation flow (:mod:`crystalflow.dng`) on symmetrised conventional cells."""
+    from crystalflow.dng import train_dng
+
+    result = train_dng(args)
+    print(json.dumps(result))
     return 0

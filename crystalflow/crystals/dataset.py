@@ -1,7 +1,9 @@
 """Datasets in the CDVAE/DiffCSP CSV layout, parsed once and cached as tensors on disk.
 
 A CSV (optionally gzip-compressed) has a ``cif`` column with one structure per row and usually a
-``material_id`` column. Rows are parsed with pymatgen, Niggli-reduced and canonicalised
+``material_id`` column. A user's own data can also be a folder of ``.cif`` files
+(:meth:`CrystalDataset.from_cif_folder`, :func:`load_user_data`), split into train / validation
+with a fixed seed by :func:`split_dataset`. Rows are parsed with pymatgen, Niggli-reduced and canonicalised
 (:meth:`Crystal.from_structure`), then stored as concatenated tensors in a cache file keyed by the
 source file's path, size and modification time, so a second load takes milliseconds.
 """
@@ -104,8 +106,20 @@ class CrystalDataset:
         return CrystalDataset.from_crystals([self[int(i)] for i in indices], skipped=0)
 
     def batch(self, indices: Sequence[int], dtype: torch.dtype = torch.float32) -> CrystalBatch:
-        """Collate the given rows into a :class:`CrystalBatch`."""
-        return collate([self[int(i)] for i in indices], dtype=dtype)
+        """Collate the given rows into a :class:`CrystalBatch` (the same batch as
+        ``collate([self[i] for i in indices])``, gathered with tensor indexing, no Python loop)."""
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        if idx.numel() == 0:
+            raise ValueError("cannot collate an empty list of crystals")
+        counts = self.num_atoms[idx]
+        crystal = torch.repeat_interleave(torch.arange(idx.numel()), counts)
+        first = torch.cumsum(counts, 0) - counts
+        atom = self._offsets[idx][crystal] + torch.arange(crystal.numel()) - first[crystal]
+        return CrystalBatch(
+            frac=self.frac[atom].to(dtype), lattice=self.lattice[idx].to(dtype),
+            atom_types=self.atom_types[atom], batch=crystal, num_atoms=counts,
+            material_ids=tuple(self.material_ids[i] for i in idx.tolist()),
+        )
 
     @classmethod
     def from_crystals(cls, crystals: Sequence[Crystal], skipped: int = 0) -> "CrystalDataset":
@@ -132,33 +146,49 @@ class CrystalDataset:
         path = Path(path)
         cache_file = cache_file_for(path, f"{niggli}|{_CACHE_VERSION}")
         if use_cache and cache_file.exists():
-            blob = torch.load(cache_file, weights_only=True)
-            return cls(**{k: (tuple(v) if k == "material_ids" else v) for k, v in blob.items()})
+            return _load_cached(cls, cache_file)
         rows = read_cif_table(path)
         args = [(cif, mid, niggli) for mid, cif in zip(rows["material_id"], rows["cif"])]
-        crystals: list[Crystal] = []
-        skipped = 0
-        bar = dict(total=len(args), desc=f"parsing {path.name}", disable=not progress, unit="cif")
-        if workers > 1 and len(args) > 200:
-            with get_context("spawn").Pool(workers) as pool:
-                results = list(tqdm(pool.imap(_parse_row, args, chunksize=64), **bar))
-        else:
-            results = [_parse_row(a) for a in tqdm(args, **bar)]
-        for mid, res in zip(rows["material_id"], results):
-            if isinstance(res, str):
-                skipped += 1
-                warnings.warn(f"skipping row {mid}: {res}")
-            else:
-                frac, lattice, types, _ = res
-                crystals.append(Crystal(torch.from_numpy(frac), torch.from_numpy(lattice),
-                                        torch.from_numpy(types), mid))
-        ds = cls.from_crystals(crystals, skipped=skipped)
+        ds = _parse_rows(cls, args, [f"row {m}" for m in rows["material_id"]], workers, progress,
+                         f"parsing {path.name}")
         if use_cache:
-            blob = {k: getattr(ds, k) for k in ("frac", "lattice", "atom_types", "num_atoms", "skipped")}
-            blob["material_ids"] = list(ds.material_ids)
-            tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-            torch.save(blob, tmp)
-            os.replace(tmp, cache_file)
+            _save_cached(ds, cache_file)
+        return ds
+
+    @classmethod
+    def from_cif_folder(
+        cls, folder: str | os.PathLike, *, niggli: bool = True, workers: int = 2,
+        progress: bool = True, use_cache: bool = True,
+    ) -> "CrystalDataset":
+        """Parse every ``*.cif`` file of a folder (not recursive); ids are the file names' stems.
+
+        Cached like :meth:`from_csv`, keyed by the names, sizes and modification times of the
+        files. A file that cannot be parsed is skipped with a warning naming it.
+
+        Raises:
+            DataError: the folder does not exist, holds no ``.cif`` file, or none can be parsed.
+        """
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise DataError(f"no such folder: {folder}")
+        files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() == ".cif")
+        if not files:
+            raise DataError(f"no .cif files in {folder}")
+        listing = "|".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+        key = hashlib.sha1(f"{folder.resolve()}|{listing}|{niggli}|{_CACHE_VERSION}".encode()).hexdigest()[:16]
+        cache_file = cache_dir() / f"cifdir-{folder.name}-{key}.pt"
+        if use_cache and cache_file.exists():
+            return _load_cached(cls, cache_file)
+        args = []
+        for f in files:
+            try:
+                text = f.read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                text = f"unreadable file: {exc}"
+            args.append((text, f.stem, niggli))
+        ds = _parse_rows(cls, args, [f.name for f in files], workers, progress, f"parsing {folder.name}/")
+        if use_cache:
+            _save_cached(ds, cache_file)
         return ds
 
 
@@ -187,6 +217,89 @@ def _parse_row(arg: tuple[str, str, bool]) -> tuple | str:
         return str(exc)
     except Exception as exc:  # a bad row must never stop a whole dataset
         return f"{type(exc).__name__}: {exc}"
+
+
+def _parse_rows(cls, args: list[tuple[str, str, bool]], names: list[str], workers: int,
+                progress: bool, desc: str) -> CrystalDataset:
+    """Parse ``(cif, id, niggli)`` rows (in worker processes when many); skip failures with a
+    warning naming them (``names``) and count them in ``skipped``.
+
+    Raises:
+        DataError: when no row can be parsed (the message shows the first failure).
+    """
+    bar = dict(total=len(args), desc=desc, disable=not progress, unit="cif")
+    if workers > 1 and len(args) > 200:
+        with get_context("spawn").Pool(workers) as pool:
+            results = list(tqdm(pool.imap(_parse_row, args, chunksize=64), **bar))
+    else:
+        results = [_parse_row(a) for a in tqdm(args, **bar)]
+    crystals: list[Crystal] = []
+    failures: list[str] = []
+    for (_, mid, _), name, res in zip(args, names, results):
+        if isinstance(res, str):
+            failures.append(f"{name}: {res}")
+            warnings.warn(f"skipping {name}: {res}")
+        else:
+            frac, lattice, types, _ = res
+            crystals.append(Crystal(torch.from_numpy(frac), torch.from_numpy(lattice),
+                                    torch.from_numpy(types), mid))
+    if not crystals:
+        raise DataError(f"none of the {len(args)} structures could be parsed; first: {failures[0]}")
+    return cls.from_crystals(crystals, skipped=len(failures))
+
+
+def _load_cached(cls, cache_file: Path) -> CrystalDataset:
+    blob = torch.load(cache_file, weights_only=True)
+    return cls(**{k: (tuple(v) if k == "material_ids" else v) for k, v in blob.items()})
+
+
+def _save_cached(ds: CrystalDataset, cache_file: Path) -> None:
+    """Write the dataset's tensors atomically (temporary file, then ``os.replace``)."""
+    blob = {k: getattr(ds, k) for k in ("frac", "lattice", "atom_types", "num_atoms", "skipped")}
+    blob["material_ids"] = list(ds.material_ids)
+    tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
+    torch.save(blob, tmp)
+    os.replace(tmp, cache_file)
+
+
+def load_user_data(path: str | os.PathLike, *, progress: bool = True) -> CrystalDataset:
+    """A user's crystals: a folder of ``.cif`` files or a CSV (gzip ok) with a ``cif`` column.
+
+    Raises:
+        DataError: the path does not exist, is neither, or holds no readable structure.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return CrystalDataset.from_cif_folder(p, progress=progress)
+    if not p.exists():
+        raise DataError(f"no such file or folder: {p}")
+    if p.name.lower().endswith((".csv", ".csv.gz")):
+        return CrystalDataset.from_csv(p, progress=progress)
+    raise DataError(f"{p} is neither a folder of .cif files nor a .csv / .csv.gz table")
+
+
+def split_dataset(ds: CrystalDataset, val_fraction: float = 0.1, test_fraction: float = 0.0,
+                  seed: int = 0) -> dict[str, CrystalDataset]:
+    """Split rows at random (a permutation seeded by ``seed``) into train / val (/ test).
+
+    Each part keeps the original row order; ``val`` and ``test`` get ``round(n * fraction)``
+    rows, at least one when the fraction is positive. The same data and seed always give the
+    same split.
+
+    Raises:
+        DataError: too few crystals to leave at least one for training.
+    """
+    n = len(ds)
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise DataError("validation and test fractions must be in [0, 1) and sum to less than 1")
+    n_val = max(1, round(n * val_fraction)) if val_fraction > 0 else 0
+    n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
+    if n - n_val - n_test < 1:
+        raise DataError(f"{n} crystals are too few to split off {n_val} for validation and "
+                        f"{n_test} for test")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    parts = {"val": perm[:n_val], "test": perm[n_val:n_val + n_test], "train": perm[n_val + n_test:]}
+    return {k: ds.subset(sorted(v)) for k, v in parts.items() if v}
 
 
 def load_split(
