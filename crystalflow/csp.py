@@ -56,6 +56,8 @@ class CSPFlow:
         self.chart = chart
         self.config = config
         self.path = ProductPath({k: GeodesicPath(m) for k, m in self.manifolds.items()})
+        if hasattr(model, "use_chart"):  # networks that rebuild the Cartesian lattice need the chart
+            model.use_chart(chart)
 
     def prior(self, cond: Conditions, dtype: torch.dtype = torch.float32,
               generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:

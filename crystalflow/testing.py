@@ -51,3 +51,95 @@ def assert_allclose(a: torch.Tensor, b: torch.Tensor, atol: float, what: str) ->
     err = (a - b).abs().max().item() if a.numel() else 0.0
     if not err <= atol:
         raise AssertionError(f"{what}: max deviation {err:.3g} > {atol:.1g}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Equivariance of crystal vector fields (e3nn ``util/test.py`` style).
+#
+# A *crystal field* here is any callable ``f(frac [N, 3], lattice [B, 3, 3], perm_types [N])``
+# returning a dict of tensors; batch layout (which atoms belong to which crystal) is fixed by the
+# caller. Keys are checked by role: ``cart`` ([N, 3] Cartesian, rotates with the frame), ``frac``
+# ([N, 3] fractional velocity) and any other per-crystal outputs (e.g. ``lattice`` [B, 6]).
+# ---------------------------------------------------------------------------------------------
+
+CrystalField = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict]
+
+
+class default_dtype:  # noqa: N801 - a context manager used like a function
+    """``with default_dtype(torch.float64): ...`` (e3nn builds its constants in the default dtype)."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.dtype, self.saved = dtype, None
+
+    def __enter__(self) -> None:
+        self.saved = torch.get_default_dtype()
+        torch.set_default_dtype(self.dtype)
+
+    def __exit__(self, *exc) -> None:
+        torch.set_default_dtype(self.saved)
+
+
+def random_rotation(generator: torch.Generator, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """A uniformly random proper rotation ``[3, 3]`` (QR of a Gaussian matrix, sign-fixed)."""
+    q, r = torch.linalg.qr(torch.randn(3, 3, generator=generator, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))[None]
+    if torch.det(q) < 0:
+        q = q[:, [1, 0, 2]]
+    return q.to(dtype)
+
+
+def random_unimodular(generator: torch.Generator, dtype: torch.dtype = torch.float64,
+                      shears: int = 3) -> torch.Tensor:
+    """A random integer ``[3, 3]`` matrix with determinant +-1: a reordering of the axes (possibly
+    with sign flips) composed with ``shears`` elementary shears ``a_i += +-a_j``. ``M @ L`` is
+    another unit cell of the same lattice (same volume, no supercell)."""
+    m = torch.eye(3, dtype=torch.float64)[torch.randperm(3, generator=generator)]
+    m = m * (2 * torch.randint(0, 2, (3, 1), generator=generator) - 1)
+    for _ in range(shears):
+        i, j = torch.randperm(3, generator=generator)[:2].tolist()
+        e = torch.eye(3, dtype=torch.float64)
+        e[i, j] = float(2 * torch.randint(0, 2, (), generator=generator) - 1)
+        m = e @ m
+    return m.to(dtype)
+
+
+def assert_rotation_equivariant(f: CrystalField, frac: torch.Tensor, lattice: torch.Tensor,
+                                types: torch.Tensor, rotation: torch.Tensor, atol: float) -> None:
+    """Rotating the Cartesian frame (``L -> L R^T``, same fractional coordinates) rotates
+    ``cart`` (``v -> v R^T``) and leaves every other output (fractional, per-crystal) unchanged."""
+    out = f(frac, lattice, types)
+    rot = f(frac, lattice @ rotation.T, types)
+    for key, value in out.items():
+        want = value @ rotation.T if key == "cart" else value
+        assert_allclose(rot[key], want, atol, f"rotation: {key}")
+
+
+def assert_permutation_equivariant(f: CrystalField, frac: torch.Tensor, lattice: torch.Tensor,
+                                   types: torch.Tensor, perm: torch.Tensor, atol: float,
+                                   per_atom: tuple[str, ...] = ("cart", "frac")) -> None:
+    """Permuting atoms (``perm`` must keep each atom in its crystal) permutes per-atom outputs and
+    leaves per-crystal outputs unchanged."""
+    out = f(frac, lattice, types)
+    per = f(frac[perm], lattice, types[perm])
+    for key, value in out.items():
+        want = value[perm] if key in per_atom else value
+        assert_allclose(per[key], want, atol, f"permutation: {key}")
+
+
+def assert_lattice_change_equivariant(f: CrystalField, frac: torch.Tensor, lattice: torch.Tensor,
+                                      types: torch.Tensor, batch: torch.Tensor, change: torch.Tensor,
+                                      atol: float, invariant: tuple[str, ...] = ()) -> None:
+    """Another unit cell of the same crystal, ``L' = M L`` and ``f' = f M^{-1}`` (``change`` is
+    ``M`` ``[B, 3, 3]``, integer, det +-1), gives the identical Cartesian field, the fractional
+    field transformed as ``v' = v M^{-1}``, and the same values of the keys in ``invariant``."""
+    minv = torch.linalg.inv(change)
+    out = f(frac, lattice, types)
+    new_frac = torch.einsum("nk,nkl->nl", frac, minv[batch])
+    alt = f(new_frac, change @ lattice, types)
+    if "cart" in out:
+        assert_allclose(alt["cart"], out["cart"], atol, "lattice change: cart")
+    if "frac" in out:
+        want = torch.einsum("nk,nkl->nl", out["frac"], minv[batch])
+        assert_allclose(alt["frac"], want, atol, "lattice change: frac")
+    for key in invariant:
+        assert_allclose(alt[key], out[key], atol, f"lattice change: {key}")
