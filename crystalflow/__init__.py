@@ -4,6 +4,7 @@ The curated public API (imported lazily, so ``import crystalflow`` stays cheap):
 
 - :func:`predict` -- candidate structures of a composition (optionally in a space group);
 - :func:`predict_from_csv` -- every row of a CDVAE-layout CSV to CIF files;
+- :func:`generate` -- new crystals in a space group / chemical system (de-novo generation);
 - :func:`load_pretrained` -- a flow and its checkpoint (bundled by default);
 - :mod:`crystalflow.metrics` -- the field's evaluation metrics.
 """
@@ -19,6 +20,7 @@ _LAZY = {
     "predict": ("crystalflow.prediction", "predict"),
     "predict_from_csv": ("crystalflow.prediction", "predict_from_csv"),
     "load_pretrained": ("crystalflow.pretrained", "load_pretrained"),
+    "generate": ("crystalflow.generation", "generate"),
     "Crystal": ("crystalflow.crystals", "Crystal"),
     "CrystalBatch": ("crystalflow.crystals", "CrystalBatch"),
 }

@@ -17,7 +17,7 @@ from crystalflow.models import build_model
 #: directory of the checkpoints shipped inside the package
 BUNDLED_DIR = Path(__file__).parent / "checkpoints"
 #: the default bundled checkpoint of each task
-DEFAULTS = {"csp": "csp_mp_20.pt", "sgcsp": "sgcsp_mp_20.pt"}
+DEFAULTS = {"csp": "csp_mp_20.pt", "sgcsp": "sgcsp_mp_20.pt", "dng": "dng_mp_20.pt"}
 
 
 def bundled_checkpoint(name: str) -> Path:
@@ -76,9 +76,11 @@ def load_pretrained(path_or_name: str | os.PathLike | None = None, task: str = "
     """Load a flow and its checkpoint (default: the bundled checkpoint of ``task``).
 
     ``task="csp"`` returns a :class:`CSPFlow`, ``task="sgcsp"`` an
-    :class:`~crystalflow.sgcsp.SGCSPFlow`.
+    :class:`~crystalflow.sgcsp.SGCSPFlow`, ``task="dng"`` a ``(DNGFlow, SkeletonDistribution)`` pair.
     """
     ckpt = load_checkpoint(resolve_checkpoint(path_or_name, task))
+    if task == "dng":  # (DNGFlow, SkeletonDistribution)
+        return dng_flow_from_checkpoint(ckpt, device), ckpt
     if task == "sgcsp":
         return sgcsp_flow_from_checkpoint(ckpt, device), ckpt
     return csp_flow_from_checkpoint(ckpt, device), ckpt
@@ -102,3 +104,26 @@ def make_sgcsp_checkpoint(flow, model_name: str, stats: dict, weights: dict,
         task_config=flow.config.to_dict(), stats=stats, weights=weights, version=__version__,
         train_state=train_state,
     )
+
+
+def make_dng_checkpoint(flow, model_name: str, stats: dict, weights: dict,
+                        train_state: dict | None) -> Checkpoint:
+    """Assemble the checkpoint of a de-novo generation flow (task ``dng``)."""
+    return Checkpoint(
+        task="dng", model_name=model_name, model_config=flow.model.config.to_dict(),
+        task_config=flow.config.to_dict(), stats=stats, weights=weights, version=__version__,
+        train_state=train_state,
+    )
+
+
+def dng_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu"):
+    """Rebuild a :class:`~crystalflow.dng.DNGFlow` (EMA weights) and its skeleton distribution."""
+    from crystalflow.dng import DNGConfig, DNGFlow, SkeletonDistribution, allowed_from_stats
+    from crystalflow.sgcsp import FamilyLatticeChart
+
+    if ckpt.task != "dng":
+        raise CheckpointError(f"checkpoint is for task {ckpt.task!r}, not 'dng'")
+    model = model_from_checkpoint(ckpt, device)
+    chart = FamilyLatticeChart.from_state_dict(ckpt.stats["lattice_chart"])
+    flow = DNGFlow(model, chart, allowed_from_stats(ckpt.stats), DNGConfig(**ckpt.task_config))
+    return flow, SkeletonDistribution.from_state_dict(ckpt.stats["skeletons"])

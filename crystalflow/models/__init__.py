@@ -1,9 +1,12 @@
 """Vector-field networks, chosen by name."""
 
 from crystalflow.models.cspnet import Conditions, CSPNet, CSPNetConfig
+from crystalflow.models.e3nn_net import E3NNConfig, E3NNNet
 from crystalflow.models.sgnet import SGConditions, SGNet, SGNetConfig
+from crystalflow.models.dngnet import DNGNet, DNGNetConfig
 
-MODELS = {"cspnet": (CSPNet, CSPNetConfig), "sgnet": (SGNet, SGNetConfig)}
+MODELS = {"cspnet": (CSPNet, CSPNetConfig), "sgnet": (SGNet, SGNetConfig), "e3nn": (E3NNNet, E3NNConfig)}
+MODELS["dngnet"] = (DNGNet, DNGNetConfig)
 
 
 def build_model(name: str, config: dict | None = None):
@@ -15,4 +18,6 @@ def build_model(name: str, config: dict | None = None):
 
 
 __all__ = ["CSPNet", "CSPNetConfig", "Conditions", "SGNet", "SGNetConfig", "SGConditions",
+           "DNGNet", "DNGNetConfig",
+           "E3NNNet", "E3NNConfig",
            "MODELS", "build_model"]
