@@ -87,10 +87,11 @@ def load_pretrained(path_or_name: str | os.PathLike | None = None, task: str = "
 
 
 def make_csp_checkpoint(flow: CSPFlow, model_name: str, stats: dict, weights: dict,
-                        train_state: dict | None) -> Checkpoint:
-    """Assemble the checkpoint of a CSP flow."""
+                        train_state: dict | None, task: str = "csp") -> Checkpoint:
+    """Assemble the checkpoint of a flow (``task``: csp, sgcsp or dng): the network's name and
+    config, the flow's config, data statistics, weights and (while training) the train state."""
     return Checkpoint(
-        task="csp", model_name=model_name, model_config=flow.model.config.to_dict(),
+        task=task, model_name=model_name, model_config=flow.model.config.to_dict(),
         task_config=flow.config.to_dict(), stats=stats, weights=weights, version=__version__,
         train_state=train_state,
     )
@@ -99,21 +100,13 @@ def make_csp_checkpoint(flow: CSPFlow, model_name: str, stats: dict, weights: di
 def make_sgcsp_checkpoint(flow, model_name: str, stats: dict, weights: dict,
                           train_state: dict | None) -> Checkpoint:
     """Assemble the checkpoint of a space-group conditioned CSP flow (task ``sgcsp``)."""
-    return Checkpoint(
-        task="sgcsp", model_name=model_name, model_config=flow.model.config.to_dict(),
-        task_config=flow.config.to_dict(), stats=stats, weights=weights, version=__version__,
-        train_state=train_state,
-    )
+    return make_csp_checkpoint(flow, model_name, stats, weights, train_state, task="sgcsp")
 
 
 def make_dng_checkpoint(flow, model_name: str, stats: dict, weights: dict,
                         train_state: dict | None) -> Checkpoint:
     """Assemble the checkpoint of a de-novo generation flow (task ``dng``)."""
-    return Checkpoint(
-        task="dng", model_name=model_name, model_config=flow.model.config.to_dict(),
-        task_config=flow.config.to_dict(), stats=stats, weights=weights, version=__version__,
-        train_state=train_state,
-    )
+    return make_csp_checkpoint(flow, model_name, stats, weights, train_state, task="dng")
 
 
 def dng_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu"):

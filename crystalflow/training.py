@@ -31,7 +31,6 @@ from typing import Callable, Protocol
 import torch
 from tqdm.auto import tqdm
 
-from crystalflow import __version__
 from crystalflow.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from crystalflow.crystals.dataset import CrystalDataset
 from crystalflow.distributed import (

@@ -18,26 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import resource
-import sys
 import time
 from pathlib import Path
 
-
-def _rss_mb() -> float:
-    """Peak resident set size of this process in MiB (Linux reports KiB)."""
-    scale = 1.0 if sys.platform == "darwin" else 1024.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
-
-
-def _current_rss_mb() -> float:
-    try:
-        with open("/proc/self/statm") as fh:
-            import os
-
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:  # not Linux
-        return float("nan")
+from _memory import current_rss_mb, peak_rss_mb
 
 
 def _child(args: dict, queue) -> None:
@@ -67,7 +51,7 @@ def run_one(args: dict) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)
-    before = _current_rss_mb()
+    before = current_rss_mb()
     done, reps, t0, c0 = 0, 0, time.perf_counter(), time.process_time()
     while True:
         sample_structures(flow, chunk(reps + 1), batch_size=bs, device=device, seed=reps)
@@ -85,7 +69,7 @@ def run_one(args: dict) -> dict:
     if device.type == "cuda":
         out["peak_device_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     out["rss_before_mb"] = round(before, 1)
-    out["peak_rss_mb"] = round(_rss_mb(), 1)
+    out["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return out
 
 

@@ -17,26 +17,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def _peak_rss_mb() -> float:
-    scale = 1.0 if sys.platform == "darwin" else 1024.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
-
-
-def _current_rss_mb() -> float:
-    import os
-
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return float("nan")
+from _memory import current_rss_mb, peak_rss_mb
 
 
 def main() -> None:
@@ -77,7 +62,7 @@ def main() -> None:
     cuda = args.device is not None and torch.device(args.device).type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    before = _current_rss_mb()
+    before = current_rss_mb()
     with tempfile.TemporaryDirectory() as tmp:
         t0, c0 = time.perf_counter(), time.process_time()
         train(flow, train_set, cfg, tmp, progress=False,
@@ -98,7 +83,7 @@ def main() -> None:
            "wall_seconds_incl_warmup": round(wall, 2),
            "cpu_seconds_per_step_all": round(cpu / total, 3),
            "structures_per_cpu_s_all": round(total * args.batch_size / cpu, 2),
-           "rss_before_mb": round(before, 1), "peak_rss_mb": round(_peak_rss_mb(), 1)}
+           "rss_before_mb": round(before, 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
     if cuda:
         out["peak_device_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     print(json.dumps(out))

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from crystalflow.crystals.batch import CrystalBatch, collate
+from crystalflow.crystals.batch import CrystalBatch
 from crystalflow.crystals.crystal import Crystal
 from crystalflow.errors import DataError, InputError
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from crystalflow.crystals.graph import fully_connected_edges
+
 #: refuse to enumerate more images than this per direction (a degenerate cell would ask for ~inf)
 MAX_IMAGES = 64
 
@@ -89,14 +91,9 @@ def periodic_radius_graph(
     m = image_ranges(lattice, cutoff)  # [B, 3]
     # every ordered atom pair of each crystal, its minimum-image fractional difference (wrapped
     # into [-1/2, 1/2)) and that difference in Cartesian coordinates (cheap: sum_b n_b^2 pairs)
-    first_atom = torch.cumsum(num_atoms, 0) - num_atoms
+    pair_src, pair_dst, pair_crystal = fully_connected_edges(num_atoms)  # contiguous per crystal
     pairs_per = num_atoms * num_atoms
-    pair_crystal = torch.repeat_interleave(torch.arange(b, device=device), pairs_per)
     first_pair = torch.cumsum(pairs_per, 0) - pairs_per
-    local = torch.arange(int(pairs_per.sum()), device=device) - first_pair[pair_crystal]
-    n_pair = num_atoms[pair_crystal]
-    pair_dst = local // n_pair + first_atom[pair_crystal]
-    pair_src = local % n_pair + first_atom[pair_crystal]
     diff = frac[pair_src] - frac[pair_dst]
     shift = -torch.floor(diff.detach() + 0.5)  # integer image applied by the wrapping
     pair_vec = torch.einsum("pk,pkl->pl", diff + shift, lattice[pair_crystal])  # [sum n^2, 3]
