@@ -5,7 +5,7 @@ Every row of a CDVAE-layout CSV is parsed with pymatgen and analysed with spglib
 idealised conventional cell with its atoms in the Wyckoff layout's order, the lattice on the
 crystal-family constraints and the template (space group, Wyckoff letter and element of every
 orbit). The analysis costs ~35-50 ms per structure, so results are cached as tensors in the same
-cache directory as :meth:`CrystalDataset.from_csv`, keyed by the source file's path, size, mtime,
+cache directory as :meth:`CrystalDataset.from_csv`, keyed by the source file's name and content,
 the symprec and a version; the second load takes milliseconds.
 
 ``SymmetricDataset.batch(indices)`` returns a :class:`CrystalBatch` whose ``symmetry`` field holds
