@@ -52,7 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="cpu, cuda or cuda:K (default: cpu; under torchrun cuda:LOCAL_RANK if available)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--init-from", default=None,
-                   help="--task dng: initialise the trunk from an sgcsp checkpoint (path or bundled name)")
+                   help="start from a checkpoint's weights (path or bundled name): a csp checkpoint for "
+                        "--task csp, sgcsp for sgcsp (its lattice chart and network size are kept), "
+                        "sgcsp for dng (the trunk; the type head starts fresh)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -104,6 +106,25 @@ def _load_csp_data(args: argparse.Namespace, info, progress: bool):
     return loaded
 
 
+def _init_checkpoint(args: argparse.Namespace, task: str):
+    """The ``--init-from`` checkpoint of ``task`` (or None): the run continues from its (EMA)
+    weights, network name and size, and lattice chart (so the normalisation the weights were
+    trained with is kept)."""
+    if not args.init_from:
+        return None
+    from crystalflow.checkpoint import load_checkpoint
+    from crystalflow.errors import InputError
+    from crystalflow.pretrained import resolve_checkpoint
+
+    ck = load_checkpoint(resolve_checkpoint(args.init_from, task))
+    if ck.task != task:
+        raise InputError(f"--init-from needs a {task} checkpoint, got task {ck.task!r}")
+    if args.model is not None and args.model != ck.model_name:
+        raise InputError(f"--init-from checkpoint holds model {ck.model_name!r}, not --model {args.model}")
+    args.model = ck.model_name
+    return ck
+
+
 def run_csp(args: argparse.Namespace, info) -> int:
     """Train the P1 CSP flow (one process or one rank of a data-parallel job)."""
     if args.model is None:
@@ -117,14 +138,24 @@ def run_csp(args: argparse.Namespace, info) -> int:
     from crystalflow.training import TrainConfig, train
     from crystalflow.validation import csp_validator
 
+    from crystalflow.pretrained import model_from_checkpoint
+
+    init = _init_checkpoint(args, "csp")
     torch.manual_seed(args.seed)
     progress = not args.no_progress and info.is_main
     train_set, val_set, name = _load_csp_data(args, info, progress)
-    chart = LatticeChart.fit(train_set.lattice)
-    model = build_model(args.model, {"hidden": args.hidden, "layers": args.layers}).to(info.device)
+    if init is not None:
+        chart = LatticeChart.from_state_dict(init.stats["lattice_chart"])
+        model = model_from_checkpoint(init, info.device).train()
+    else:
+        chart = LatticeChart.fit(train_set.lattice)
+        model = build_model(args.model, {"hidden": args.hidden, "layers": args.layers}).to(info.device)
     flow = CSPFlow(model, chart, CSPConfig(lattice_weight=args.lattice_weight))
     stats = {"lattice_chart": chart.state_dict(), "max_atoms": int(train_set.num_atoms.max()),
              "dataset": name, "train_size": len(train_set)}
+    if init is not None:
+        stats["init_from"] = str(args.init_from)
+        stats["max_atoms"] = max(stats["max_atoms"], int(init.stats.get("max_atoms", 0)))
     if args.data is not None:
         stats["val_ids"] = list(val_set.material_ids)
     cfg = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
@@ -160,6 +191,7 @@ def run_sgcsp(args: argparse.Namespace, info=None) -> int:
     model_name = args.model or "sgnet"
     if model_name != "sgnet":
         raise InputError("--task sgcsp needs --model sgnet")
+    init = _init_checkpoint(args, "sgcsp")
     from crystalflow.distributed import DistInfo
 
     info = info or DistInfo()
@@ -174,8 +206,14 @@ def run_sgcsp(args: argparse.Namespace, info=None) -> int:
         root = resolve_data_dir(args.data_dir) / args.dataset
         val_set = SymmetricDataset.from_csv(root / DATASETS[args.dataset]["val"],
                                             limit=max(args.val_size, 500), progress=progress)
-    chart = FamilyLatticeChart.fit(train_set.lattice, train_set.space_groups)
-    model = build_model(model_name, {"hidden": args.hidden, "layers": args.layers})
+    if init is not None:
+        from crystalflow.pretrained import model_from_checkpoint
+
+        chart = FamilyLatticeChart.from_state_dict(init.stats["lattice_chart"])
+        model = model_from_checkpoint(init).train()
+    else:
+        chart = FamilyLatticeChart.fit(train_set.lattice, train_set.space_groups)
+        model = build_model(model_name, {"hidden": args.hidden, "layers": args.layers})
     lattice_weight = 0.5 if args.lattice_weight is None else args.lattice_weight
     flow = SGCSPFlow(model, chart, SGCSPConfig(lattice_weight=lattice_weight))
     stats = {"lattice_chart": chart.state_dict(), "max_atoms": int(train_set.num_atoms.max()),

@@ -96,3 +96,22 @@ def test_missing_data_dir_and_checkpoint_fail_cleanly(tmp_path, capsys):
 def test_console_script_entry_point():
     res = subprocess.run([sys.executable, "-m", "crystalflow", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "predict" in res.stdout and "train" in res.stdout
+
+
+def test_train_init_from_continues_from_checkpoint_weights(tiny_run, tmp_path, data_dir):
+    """--init-from starts from a checkpoint's weights and lattice chart: with lr 0 one step
+    leaves them unchanged; a checkpoint of another task is refused."""
+    src, _ = tiny_run
+    out = tmp_path / "cont"
+    args = ["train", "--dataset", "perov_5", "--data-dir", str(data_dir), "--out", str(out),
+            "--init-from", str(src / "last.pt"), "--lr", "0", "--max-steps", "1", "--val-size", "0",
+            "--batch-size", "8", "--no-progress"]
+    assert main(args) == 0
+    before, after = load_checkpoint(src / "last.pt"), load_checkpoint(out / "last.pt")
+    assert after.model_config == before.model_config  # size taken from the checkpoint, not --hidden
+    assert after.stats["lattice_chart"].keys() == before.stats["lattice_chart"].keys()
+    for key, val in before.stats["lattice_chart"].items():
+        assert torch.equal(torch.as_tensor(val), torch.as_tensor(after.stats["lattice_chart"][key]))
+    for key, val in before.weights.items():
+        assert torch.allclose(val.float(), after.weights[key].float()), key
+    assert main(args[:-1] + ["--task", "sgcsp", "--no-progress"]) == 2  # a csp checkpoint for sgcsp
