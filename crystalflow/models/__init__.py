@@ -5,8 +5,8 @@ from crystalflow.models.e3nn_net import E3NNConfig, E3NNNet
 from crystalflow.models.sgnet import SGConditions, SGNet, SGNetConfig
 from crystalflow.models.dngnet import DNGNet, DNGNetConfig
 
-MODELS = {"cspnet": (CSPNet, CSPNetConfig), "sgnet": (SGNet, SGNetConfig), "e3nn": (E3NNNet, E3NNConfig)}
-MODELS["dngnet"] = (DNGNet, DNGNetConfig)
+MODELS = {"cspnet": (CSPNet, CSPNetConfig), "sgnet": (SGNet, SGNetConfig), "e3nn": (E3NNNet, E3NNConfig),
+          "dngnet": (DNGNet, DNGNetConfig)}
 
 
 def build_model(name: str, config: dict | None = None):

@@ -131,6 +131,13 @@ class CSPNet(nn.Module):
             t: ``[B]`` time of each crystal.
             cond: atom types and batch layout.
         """
+        h, pooled = self.encode(x_t, t, cond)
+        return {"frac": self.frac_head(h), "lattice": self.lattice_head(pooled)}
+
+    def encode(self, x_t: dict[str, torch.Tensor], t: torch.Tensor,
+               cond: Conditions) -> tuple[torch.Tensor, torch.Tensor]:
+        """The trunk before the heads: per-atom features ``h [N, hidden]`` after the last layer
+        and their per-crystal mean ``[B, hidden]`` (arguments as in :meth:`forward`)."""
         frac, lat = x_t["frac"], x_t["lattice"]
         src, dst, edge_batch = fully_connected_edges(cond.num_atoms)
         edge_feat = torch.cat(
@@ -147,4 +154,4 @@ class CSPNet(nn.Module):
             h = layer(h, src, dst, edge_feat)
         h = self.out_norm(h)
         pooled = scatter(h, cond.batch, dim=0, dim_size=cond.num_atoms.shape[0], reduce="mean")
-        return {"frac": self.frac_head(h), "lattice": self.lattice_head(pooled)}
+        return h, pooled

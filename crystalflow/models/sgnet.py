@@ -61,10 +61,12 @@ class SGNet(nn.Module):
         sg = sym.space_group.index_select(0, sym.batch)
         return torch.cat([self.sg_embedding(sg), self.wyckoff_embedding(sym.wyckoff_id)], dim=-1)
 
+    def inner_conditions(self, cond: SGConditions) -> Conditions:
+        """CSPNet's conditions: the atoms plus their space-group and Wyckoff embeddings."""
+        if cond.symmetry is None:
+            raise ValueError(f"{type(self).__name__} needs SGConditions with a symmetry batch")
+        return Conditions(atom_types=cond.atom_types, batch=cond.batch, num_atoms=cond.num_atoms,
+                          node_features=self.node_features(cond.symmetry))
+
     def forward(self, x_t: dict[str, torch.Tensor], t: torch.Tensor, cond: SGConditions) -> dict[str, torch.Tensor]:
-        sym = cond.symmetry
-        if sym is None:
-            raise ValueError("SGNet needs SGConditions with a symmetry batch")
-        inner = Conditions(atom_types=cond.atom_types, batch=cond.batch, num_atoms=cond.num_atoms,
-                           node_features=self.node_features(sym))
-        return self.net(x_t, t, inner)
+        return self.net(x_t, t, self.inner_conditions(cond))
