@@ -6,7 +6,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 from pymatgen.core import Composition, Structure
@@ -118,21 +118,31 @@ def predict_from_csv(
         warnings.warn(f"skipping {len(types_list) - len(keep)} rows with more than {max_atoms} atoms")
         skipped += len(types_list) - len(keep)
         ids, types_list = [ids[i] for i in keep], [types_list[i] for i in keep]
+    def cifs(k: int) -> Iterator[str]:
+        crystals = sample_structures(flow, types_list, steps=steps, method=method, seed=seed + k,
+                                     batch_size=batch_size, progress=progress)
+        return (crystal.to_structure().to(fmt="cif") for crystal in crystals)
+
+    written = _write_samples(out_dir, ids, num_samples, cifs)
+    return BatchPrediction(written=written, rows=len(table), skipped=skipped, out_dir=Path(out_dir))
+
+
+def _write_samples(out_dir: str | os.PathLike, ids: Sequence[str], num_samples: int,
+                   cifs: Callable[[int], Iterable[str]]) -> int:
+    """Write sample ``k``'s CIF texts (``cifs(k)``, one per id) as ``<id>.cif`` (k = 0) and, when
+    ``num_samples > 1``, also as ``<id>_<k>.cif``; each file atomically. Returns the file count."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = 0
     for k in range(num_samples):
-        crystals = sample_structures(flow, types_list, steps=steps, method=method, seed=seed + k,
-                                     batch_size=batch_size, progress=progress)
-        for mid, crystal in zip(ids, crystals):
-            text = crystal.to_structure().to(fmt="cif")
+        for mid, text in zip(ids, cifs(k)):
             if k == 0:
                 write_text_atomic(out / f"{mid}.cif", text)
                 written += 1
             if num_samples > 1:
                 write_text_atomic(out / f"{mid}_{k}.cif", text)
                 written += 1
-    return BatchPrediction(written=written, rows=len(table), skipped=skipped, out_dir=out)
+    return written
 
 
 # -- space-group conditioned prediction (task ``sgcsp``) ------------------------------------------
@@ -337,19 +347,11 @@ def predict_from_csv_with_space_group(
             continue
         ids.append(str(mid))
         templates.append(template)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = 0
-    for k in range(num_samples):
+    def cifs(k: int) -> Iterator[str]:
         structures = sample_symmetric_structures(flow, templates, steps=steps, method=method,
                                                  seed=seed + k, batch_size=batch_size,
                                                  progress=progress)
-        for mid, s in zip(ids, structures):
-            text = s.to(fmt="cif")
-            if k == 0:
-                write_text_atomic(out / f"{mid}.cif", text)
-                written += 1
-            if num_samples > 1:
-                write_text_atomic(out / f"{mid}_{k}.cif", text)
-                written += 1
-    return BatchPrediction(written=written, rows=len(table), skipped=skipped, out_dir=out)
+        return (structure.to(fmt="cif") for structure in structures)
+
+    written = _write_samples(out_dir, ids, num_samples, cifs)
+    return BatchPrediction(written=written, rows=len(table), skipped=skipped, out_dir=Path(out_dir))

@@ -54,30 +54,19 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--use-space-group goes with --from-csv; with --composition give --space-group N")
     if args.wyckoff is not None and args.space_group is None:
         raise InputError("--wyckoff needs --space-group")
-    if args.from_csv and args.use_space_group:
-        from crystalflow.prediction import predict_from_csv_with_space_group
-
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            res = predict_from_csv_with_space_group(
-                args.from_csv, args.out, limit=args.limit, num_samples=args.num_samples,
-                steps=args.steps, method=args.method, checkpoint=args.checkpoint, seed=args.seed,
-                batch_size=args.batch_size, symprec=args.symprec,
-            )
-        for w in caught:
-            if "skipping" in str(w.message):
-                print(f"warning: {w.message}")
-        print(json.dumps({"rows": res.rows, "skipped": res.skipped, "written": res.written,
-                          "out": str(res.out_dir)}))
-        return 0
     if args.from_csv:
+        common = dict(limit=args.limit, num_samples=args.num_samples, steps=args.steps,
+                      method=args.method, checkpoint=args.checkpoint, seed=args.seed,
+                      batch_size=args.batch_size)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            res = predict_from_csv(
-                args.from_csv, args.out, limit=args.limit, num_samples=args.num_samples,
-                steps=args.steps, method=args.method, checkpoint=args.checkpoint, seed=args.seed,
-                batch_size=args.batch_size,
-            )
+            if args.use_space_group:
+                from crystalflow.prediction import predict_from_csv_with_space_group
+
+                res = predict_from_csv_with_space_group(args.from_csv, args.out, symprec=args.symprec,
+                                                        **common)
+            else:
+                res = predict_from_csv(args.from_csv, args.out, **common)
         for w in caught:
             if "skipping" in str(w.message):
                 print(f"warning: {w.message}")

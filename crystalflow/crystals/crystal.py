@@ -17,6 +17,20 @@ from crystalflow.errors import InputError
 MAX_ATOMIC_NUM = 100
 
 
+def structure_from_cif(cif: str) -> Structure:
+    """The pymatgen Structure of a CIF string (parser warnings silenced).
+
+    Raises:
+        InputError: the text is not a readable CIF.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return Structure.from_str(cif, fmt="cif")
+    except Exception as exc:  # pymatgen raises many types on bad CIF
+        raise InputError(f"malformed CIF: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class Crystal:
     """A periodic crystal in a canonical (Niggli-reduced, parameter-built) cell.
@@ -86,13 +100,7 @@ class Crystal:
     @classmethod
     def from_cif_string(cls, cif: str, niggli: bool = True, material_id: str | None = None) -> "Crystal":
         """Parse a CIF string; malformed CIF raises :class:`InputError`."""
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                structure = Structure.from_str(cif, fmt="cif")
-        except Exception as exc:  # pymatgen raises many types on bad CIF
-            raise InputError(f"malformed CIF: {exc}") from exc
-        return cls.from_structure(structure, niggli=niggli, material_id=material_id)
+        return cls.from_structure(structure_from_cif(cif), niggli=niggli, material_id=material_id)
 
     @classmethod
     def from_file(cls, filename: str | os.PathLike, niggli: bool = True) -> "Crystal":

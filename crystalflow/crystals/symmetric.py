@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 
 from crystalflow.crystals.batch import CrystalBatch
-from crystalflow.crystals.crystal import MAX_ATOMIC_NUM
+from crystalflow.crystals.crystal import MAX_ATOMIC_NUM, structure_from_cif
 from crystalflow.crystals.dataset import (
     DATASETS, HELD_OUT, cache_file_for, read_cif_table, resolve_data_dir,
 )
@@ -47,15 +47,7 @@ _CACHE_VERSION = "1"
 
 def analyze_cif(cif: str, symprec: float = DEFAULT_SYMPREC) -> SymmetrizedCrystal:
     """Parse a CIF string and analyse its symmetry (raises InputError on failure)."""
-    from pymatgen.core import Structure
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            structure = Structure.from_str(cif, fmt="cif")
-    except Exception as exc:  # pymatgen raises many types on bad CIF
-        raise InputError(f"malformed CIF: {exc}") from exc
-    return analyze_structure(structure, symprec=symprec)
+    return analyze_structure(structure_from_cif(cif), symprec=symprec)
 
 
 def _analyze_row(arg: tuple[str, str, float]) -> tuple | str:
