@@ -17,7 +17,8 @@ from crystalflow.models import build_model
 #: directory of the checkpoints shipped inside the package
 BUNDLED_DIR = Path(__file__).parent / "checkpoints"
 #: the default bundled checkpoint of each task
-DEFAULTS = {"csp": "csp_mp_20.pt", "sgcsp": "sgcsp_mp_20.pt", "dng": "dng_mp_20.pt"}
+DEFAULTS = {"csp": "csp_mp_20.pt", "sgcsp": "sgcsp_mp_20.pt", "dng": "dng_mp_20.pt",
+            "protein": "protein_db55.pt"}
 
 
 def bundled_checkpoint(name: str) -> Path:
@@ -86,10 +87,11 @@ def load_pretrained(path_or_name: str | os.PathLike | None = None, task: str = "
     return csp_flow_from_checkpoint(ckpt, device), ckpt
 
 
-def make_csp_checkpoint(flow: CSPFlow, model_name: str, stats: dict, weights: dict,
-                        train_state: dict | None, task: str = "csp") -> Checkpoint:
-    """Assemble the checkpoint of a flow (``task``: csp, sgcsp or dng): the network's name and
-    config, the flow's config, data statistics, weights and (while training) the train state."""
+def make_flow_checkpoint(task: str, flow, model_name: str, stats: dict, weights: dict,
+                         train_state: dict | None) -> Checkpoint:
+    """Assemble the checkpoint of any flow (``task``: csp, sgcsp, dng, protein): the network's
+    name and config, the flow's config, data statistics, weights and (while training) the train
+    state."""
     return Checkpoint(
         task=task, model_name=model_name, model_config=flow.model.config.to_dict(),
         task_config=flow.config.to_dict(), stats=stats, weights=weights, version=__version__,
@@ -97,16 +99,22 @@ def make_csp_checkpoint(flow: CSPFlow, model_name: str, stats: dict, weights: di
     )
 
 
+def make_csp_checkpoint(flow: CSPFlow, model_name: str, stats: dict, weights: dict,
+                        train_state: dict | None) -> Checkpoint:
+    """Assemble the checkpoint of a CSP flow (task ``csp``)."""
+    return make_flow_checkpoint("csp", flow, model_name, stats, weights, train_state)
+
+
 def make_sgcsp_checkpoint(flow, model_name: str, stats: dict, weights: dict,
                           train_state: dict | None) -> Checkpoint:
     """Assemble the checkpoint of a space-group conditioned CSP flow (task ``sgcsp``)."""
-    return make_csp_checkpoint(flow, model_name, stats, weights, train_state, task="sgcsp")
+    return make_flow_checkpoint("sgcsp", flow, model_name, stats, weights, train_state)
 
 
 def make_dng_checkpoint(flow, model_name: str, stats: dict, weights: dict,
                         train_state: dict | None) -> Checkpoint:
     """Assemble the checkpoint of a de-novo generation flow (task ``dng``)."""
-    return make_csp_checkpoint(flow, model_name, stats, weights, train_state, task="dng")
+    return make_flow_checkpoint("dng", flow, model_name, stats, weights, train_state)
 
 
 def dng_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu"):

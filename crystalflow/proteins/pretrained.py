@@ -7,39 +7,30 @@ from pathlib import Path
 
 import torch
 
-from crystalflow import __version__
 from crystalflow.checkpoint import Checkpoint, load_checkpoint
 from crystalflow.errors import CheckpointError
 from crystalflow.models.framenet import FrameNet, FrameNetConfig
+from crystalflow.pretrained import BUNDLED_DIR, DEFAULTS, make_flow_checkpoint, resolve_checkpoint
 from crystalflow.proteins.flow import BackboneFlow, BackboneFlowConfig
 
-#: the checkpoints shipped inside the package
-BUNDLED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
+__all__ = ["BUNDLED_DIR", "DEFAULT_CHECKPOINT", "MODEL_NAME", "load_protein_flow", "make_protein_checkpoint",
+           "protein_flow_from_checkpoint", "resolve_protein_checkpoint"]
+
 #: the default bundled protein checkpoint
-DEFAULT_CHECKPOINT = "protein_db55.pt"
+DEFAULT_CHECKPOINT = DEFAULTS["protein"]
 #: the network name written into protein checkpoints
 MODEL_NAME = "framenet"
 
 
 def resolve_protein_checkpoint(path_or_name: str | os.PathLike | None = None) -> Path:
     """A user path, a bundled file name, or (None) the default bundled protein checkpoint."""
-    name = DEFAULT_CHECKPOINT if path_or_name is None else path_or_name
-    p = Path(name)
-    if p.is_file():
-        return p
-    if (BUNDLED_DIR / str(name)).is_file():
-        return BUNDLED_DIR / str(name)
-    raise CheckpointError(f"no such checkpoint: {name}")
+    return resolve_checkpoint(path_or_name, "protein")
 
 
 def make_protein_checkpoint(flow: BackboneFlow, stats: dict, weights: dict,
                             train_state: dict | None) -> Checkpoint:
     """The checkpoint of a backbone flow (``task="protein"``)."""
-    return Checkpoint(
-        task="protein", model_name=MODEL_NAME, model_config=flow.model.config.to_dict(),
-        task_config=flow.config.to_dict(), stats=stats, weights=weights, version=__version__,
-        train_state=train_state,
-    )
+    return make_flow_checkpoint("protein", flow, MODEL_NAME, stats, weights, train_state)
 
 
 def protein_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu") -> BackboneFlow:
