@@ -5,12 +5,11 @@ A CSV (optionally gzip-compressed) has a ``cif`` column with one structure per r
 (:meth:`CrystalDataset.from_cif_folder`, :func:`load_user_data`), split into train / validation
 with a fixed seed by :func:`split_dataset`. Rows are parsed with pymatgen, Niggli-reduced and canonicalised
 (:meth:`Crystal.from_structure`), then stored as concatenated tensors in a cache file keyed by the
-source file's name and content (SHA-1) and the settings, so a second load takes milliseconds.
+source file's name and content (SHA-256) and the settings, so a second load takes milliseconds.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import warnings
@@ -23,6 +22,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from crystalflow.cache import cache_dir, file_sha256
 from crystalflow.crystals.batch import CrystalBatch
 from crystalflow.crystals.crystal import Crystal
 from crystalflow.errors import DataError, InputError
@@ -55,25 +55,8 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def cache_dir() -> Path:
-    """Where processed tensors are cached: ``$CRYSTALFLOW_CACHE`` or ``~/.cache/crystalflow``."""
-    path = Path(os.environ.get("CRYSTALFLOW_CACHE", Path.home() / ".cache" / "crystalflow"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@functools.lru_cache(maxsize=64)
-def _content_digest(path: str, size: int, mtime_ns: int) -> str:
-    """SHA-1 of a file's bytes (memoised per path, size and modification time within a process)."""
-    digest = hashlib.sha1()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def cache_file_for(path: Path, tag: str, kind: str = "") -> Path:
-    """Cache file of a processed ``path``: keyed by its file name, the SHA-1 of its content and
+    """Cache file of a processed ``path``: keyed by its file name, the SHA-256 of its content and
     ``tag`` (the processing settings), so a changed source or setting never reuses it, while a copy
     or a re-stamped file (same bytes, new modification time) still does.
 
@@ -82,9 +65,7 @@ def cache_file_for(path: Path, tag: str, kind: str = "") -> Path:
     """
     if not path.is_file():
         raise DataError(f"no such dataset file: {path}")
-    stat = path.stat()
-    content = _content_digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    key = hashlib.sha1(f"{path.name}|{content}|{tag}".encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"{path.name}|{file_sha256(path)}|{tag}".encode()).hexdigest()[:16]
     return cache_dir() / f"{path.name.split('.')[0]}-{kind + '-' if kind else ''}{key}.pt"
 
 

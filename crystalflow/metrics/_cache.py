@@ -10,27 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from crystalflow.cache import cache_dir, file_sha256
+
 __all__ = ["cache_dir", "cached_arrays", "file_sha256"]
-
-
-def cache_dir() -> Path:
-    """``$CRYSTALFLOW_CACHE`` or ``~/.cache/crystalflow``."""
-    env = os.environ.get("CRYSTALFLOW_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "crystalflow"
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def cached_arrays(

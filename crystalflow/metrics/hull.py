@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Sequence
 
 from pymatgen.core import Composition, Structure
 
+from crystalflow.cache import file_sha256
 from crystalflow.errors import DataError
 
 __all__ = [
@@ -67,14 +68,6 @@ def default_data_dir() -> Path:
     return base / "mp_20"
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 @dataclass(frozen=True)
 class HullSpec:
     """Everything a reference hull depends on; its :meth:`key` names the cached file.
@@ -106,7 +99,7 @@ class HullSpec:
             path = data_dir / f"{split}.csv.gz"
             if not path.is_file():
                 raise DataError(f"hull input {path} does not exist")
-            files.append((f"{data_dir.name}/{path.name}", _file_sha256(path)))
+            files.append((f"{data_dir.name}/{path.name}", file_sha256(path)))
         settings = (
             ("format", str(HULL_FORMAT)),
             ("energies", "chgnet static, eV/atom, no corrections"),

@@ -19,6 +19,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from crystalflow.cache import cache_dir, file_sha256
 from crystalflow.errors import DataError, InputError
 from crystalflow.proteins.frames import frames_from_atoms
 from crystalflow.proteins.io import find_structure_files, read_backbones, split_segments
@@ -44,13 +45,6 @@ def resolve_protein_dir(data_dir: str | os.PathLike | None = None) -> Path:
         if all((cand / sub).is_dir() for sub in SPLITS.values()):
             return cand
     raise DataError(f"no protein data under {root} (expected proteins/{{{','.join(SPLITS.values())}}})")
-
-
-def cache_dir() -> Path:
-    """``$CRYSTALFLOW_CACHE`` or ``~/.cache/crystalflow`` (created)."""
-    path = Path(os.environ.get("CRYSTALFLOW_CACHE", Path.home() / ".cache" / "crystalflow"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @dataclass(frozen=True)
@@ -174,8 +168,7 @@ class BackboneDataset:
 def _cache_key(files: Sequence[Path], min_length: int) -> str:
     h = hashlib.sha256(f"v{_CACHE_VERSION}|min{min_length}".encode())
     for f in files:
-        st = f.stat()
-        h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        h.update(f"{f.name}|{file_sha256(f)}\n".encode())
     return h.hexdigest()[:20]
 
 
@@ -184,7 +177,7 @@ def read_segments(directory: str | os.PathLike, min_length: int = 40,
     """Parse every structure file in ``directory`` into segments (one crop per whole segment).
 
     Unreadable files and files without a usable protein chain are counted in ``skipped``.
-    The result is cached under :func:`cache_dir`, keyed by the files' paths, sizes and mtimes.
+    The result is cached under :func:`cache_dir`, keyed by the files' names and contents.
     """
     files = find_structure_files(directory)
     if not files:
