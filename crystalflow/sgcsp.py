@@ -15,6 +15,16 @@ is group-averaged (:func:`group_average_vectors`, the orthogonal projection onto
 fields), so the learned flow moves every orbit inside its Wyckoff subspace; sampling optionally
 re-projects positions with :func:`symmetrize_frac` after each step against float32 drift.
 
+Origin drift. In polar groups (P1, P4mm, Cmc2_1, ...) the origin floats along the polar
+directions: a uniform translation ``s`` with ``R s = s`` for every rotation moves every atom inside
+its Wyckoff subspace and gives the same crystal. A translation-invariant network cannot see that
+component of the target, so it is removed: the path's velocity is made *mean-free per crystal*
+(:func:`remove_drift`) and the orbit parameters move by the matching ``W^+ s``, i.e. the path ends
+on the data crystal translated along its polar directions. The mean of an equivariant field is
+itself fixed by every rotation (``sum_j v_j = R_g sum_i v_i``), so subtracting it keeps the field
+equivariant and on the Wyckoff tangent spaces, and it is zero for centrosymmetric groups. The
+network's group-averaged output is made mean-free the same way.
+
 Lattice. The crystal-family constraints (tied lengths, fixed angles) are linear in an elementwise
 chart ``(log a, log b, log c, logit angles)`` standardised with one mean/std shared by the three
 lengths and one shared by the three angles, so "tied lengths equal" stays "tied chart coordinates
@@ -51,7 +61,7 @@ from crystalflow.symmetry import (
 )
 
 __all__ = ["SGCSPConfig", "SGCSPFlow", "FamilyLatticeChart", "sg_conditions", "orbit_parameters",
-           "orbit_first_atom"]
+           "orbit_first_atom", "remove_drift"]
 
 ANGLE_LO, ANGLE_HI = 0.0, 180.0
 _EPS = 1e-6
@@ -172,6 +182,32 @@ def orbit_parameters(rep: torch.Tensor, sym: SymmetryBatch) -> torch.Tensor:
     return wrap_frac(u)
 
 
+def crystal_mean(v: torch.Tensor, sym: SymmetryBatch) -> torch.Tensor:
+    """``[B, 3]`` mean over each crystal's atoms of a per-atom field ``v [N, 3]``."""
+    out = torch.zeros(sym.num_atoms.shape[0], v.shape[-1], dtype=v.dtype, device=v.device)
+    out = out.index_add(0, sym.batch, v)
+    return out / sym.num_atoms.to(v)[:, None]
+
+
+def remove_drift(v: torch.Tensor, sym: SymmetryBatch) -> torch.Tensor:
+    """Subtract each crystal's mean from an equivariant per-atom field ``v [N, 3]``.
+
+    For a group-equivariant field the mean is a translation along the polar directions (zero in
+    centrosymmetric groups), so the result is still equivariant and on the Wyckoff tangent spaces.
+    """
+    return v - crystal_mean(v, sym).index_select(0, sym.batch)
+
+
+def _orbit_shift(s: torch.Tensor, sym: SymmetryBatch) -> torch.Tensor:
+    """Parameters ``delta [M, 3]`` with ``W_o delta_o = s_o`` for shifts ``s [M, 3]`` in the
+    Wyckoff subspaces (least squares in the fractional metric; zero past ``dof``)."""
+    basis = sym.orbit_basis.to(s)
+    pad = (torch.arange(3, device=s.device)[None, :] >= sym.orbit_dof[:, None]).to(s)
+    gram = basis.transpose(1, 2) @ basis + torch.diag_embed(pad)
+    rhs = torch.einsum("mji,mj->mi", basis, s)
+    return torch.linalg.solve(gram, rhs.unsqueeze(-1)).squeeze(-1) * (1 - pad)
+
+
 class SGCSPFlow:
     """Flow matching for CSP conditioned on a space group and a Wyckoff template.
 
@@ -192,7 +228,7 @@ class SGCSPFlow:
         """The model's field made symmetric: group-averaged fractions, family-projected lattice."""
         sym = cond.symmetry
         out = self.model(x, t, cond)
-        frac = group_average_vectors(out["frac"], sym)
+        frac = remove_drift(group_average_vectors(out["frac"], sym), sym)
         lat = lattice_constraint(sym.space_group, out["lattice"].device).project_tangent(out["lattice"])
         return {"frac": frac, "lattice": lat}
 
@@ -221,11 +257,15 @@ class SGCSPFlow:
         u1 = orbit_parameters(batch.frac.double().index_select(0, orbit_first_atom(sym)), sym)
         du = u1 - x0["u"]
         du = du - torch.round(du)  # shortest way round the parameter torus
+        d_rep = (sym.orbit_basis * du[:, None, :]).sum(-1)  # W du  [M, 3]
+        d = (sym.atom_rot * d_rep.index_select(0, sym.orbit)[:, None, :]).sum(-1)  # R_c W du
+        # no drift along the polar directions: end on the data translated by -mean(d)
+        drift = crystal_mean(d, sym)
+        du = du - _orbit_shift(drift.index_select(0, sym.orbit_batch), sym)
+        d = d - drift.index_select(0, sym.batch)
         t64 = t.double()
         u_t = x0["u"] + t64[sym.orbit_batch][:, None] * du
         frac_t = expand_orbits(wyckoff_points(u_t, sym), sym)
-        d_rep = (sym.orbit_basis * du[:, None, :]).sum(-1)  # W du  [M, 3]
-        d = (sym.atom_rot * d_rep.index_select(0, sym.orbit)[:, None, :]).sum(-1)  # R_c W du
         z1 = self.chart.to_z(batch.lattice.double())
         z0 = x0["lattice"].double()
         z_t = z0 + t64[:, None] * (z1 - z0)

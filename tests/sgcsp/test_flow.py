@@ -51,10 +51,35 @@ def test_conditional_path_is_symmetric_and_hits_the_data(flow, dataset, t):
     from crystalflow.symmetry import group_average_vectors
 
     assert torch.allclose(group_average_vectors(target["frac"], sym), target["frac"], atol=1e-9)
+    # no drift: the target is mean-free per crystal
+    from crystalflow.sgcsp import crystal_mean
+
+    assert float(crystal_mean(target["frac"], sym).abs().max()) < 1e-9
     if t == 1.0:
+        # the data crystal, up to a uniform translation fixed by every rotation (a polar shift)
         d = x_t["frac"] - b.frac
-        assert float((d - torch.round(d)).abs().max()) < 1e-6
+        d = d - torch.round(d)
+        shift = crystal_mean(d, sym)
+        assert float((d - shift[sym.batch]).abs().max()) < 1e-6
+        for i, tmpl in enumerate(dataset.templates):
+            for rot in get_space_group(tmpl.space_group).rotations:
+                rot = torch.tensor(rot, dtype=torch.float64)
+                assert torch.allclose(rot @ shift[i], shift[i], atol=1e-6), tmpl
         assert torch.allclose(lat, b.lattice, atol=1e-6)
+
+
+def test_path_velocity_is_the_derivative_of_the_path(flow, dataset):
+    """The target velocity (mean-free) is d/dt of the expanded path, for every crystal."""
+    b = dataset.batch(range(len(dataset)), dtype=torch.float64)
+    x0 = flow.prior(b.symmetry, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    h = 1e-6
+    t = torch.full((b.num_crystals,), 0.35, dtype=torch.float64)
+    xa, target = flow.path(x0, b, t)
+    xb, _ = flow.path(x0, b, t + h)
+    d = xb["frac"] - xa["frac"]
+    d = (d - torch.round(d)) / h
+    assert torch.allclose(d, target["frac"], atol=1e-5)
+    assert torch.allclose((xb["lattice"] - xa["lattice"]) / h, target["lattice"], atol=1e-5)
 
 
 def test_loss_is_finite_and_trains(dataset):
@@ -140,5 +165,7 @@ def test_averaged_model_field_is_equivariant(flow, dataset):
             moved[block] = torch.remainder(b.frac[block] @ rot.T + torch.tensor(grp.translations[gi]), 1.0)
             raw = flow.model({"frac": moved, "lattice": z}, t, cond)["frac"][block]
             frame += raw @ torch.linalg.inv(rot).T
-        assert torch.allclose(frame / grp.num_ops, v[block], atol=1e-9), tmpl
+        frame = frame / grp.num_ops
+        # the flow's field is the frame average with its polar drift (the mean) removed
+        assert torch.allclose(frame - frame.mean(0), v[block], atol=1e-9), tmpl
         start += lay.num_atoms
