@@ -124,7 +124,8 @@ def predict_from_csv(
         return (crystal.to_structure().to(fmt="cif") for crystal in crystals)
 
     written = _write_samples(out_dir, ids, num_samples, cifs)
-    return BatchPrediction(written=written, rows=len(table), skipped=skipped, out_dir=Path(out_dir))
+    return BatchPrediction(written=written, rows=len(data) + data.skipped, skipped=skipped,
+                           out_dir=Path(out_dir))
 
 
 def _write_samples(out_dir: str | os.PathLike, ids: Sequence[str], num_samples: int,
@@ -313,33 +314,28 @@ def predict_from_csv_with_space_group(
     csv_path: str | os.PathLike, out_dir: str | os.PathLike, *, limit: int | None = None,
     num_samples: int = 1, steps: int | None = None, method: str | None = None,
     checkpoint: str | os.PathLike | None = None, seed: int = 0, batch_size: int = 256,
-    progress: bool = True, symprec: float = 0.1,
+    progress: bool = True, symprec: float = 0.1, workers: int = 1,
 ) -> BatchPrediction:
     """Predict every CSV row conditioned on its own space group and Wyckoff template.
 
     The condition comes from spglib analysis of the row's CIF (``symprec`` 0.1, the ground-truth
     template of the field's benchmark); outputs are conventional cells, named like
     :func:`predict_from_csv`. Rows spglib cannot analyse, or too large for the checkpoint, are
-    skipped with a warning.
+    skipped with a warning. ``workers`` processes analyse the rows (the analysis is cached).
     """
-    from crystalflow.crystals.symmetric import analyze_cif
+    from crystalflow.crystals.symmetric import SymmetricDataset
 
     if num_samples < 1:
         raise InputError("--num-samples must be >= 1")
-    table = read_cif_table(csv_path)
-    if limit is not None:
-        table = table.iloc[:limit]
     flow, ckpt = load_pretrained(checkpoint, task="sgcsp")
+    # the same analysis as training data (cached on disk by file content, so a second run or a
+    # larger --limit of an analysed split costs nothing); unanalysable rows are skipped with a warning
+    data = SymmetricDataset.from_csv(csv_path, symprec=symprec, limit=limit, progress=progress,
+                                     workers=workers)
     max_atoms = ckpt.stats.get("max_atoms")
     ids, templates = [], []
-    skipped = 0
-    for mid, cif in zip(table["material_id"], table["cif"]):
-        try:
-            template = analyze_cif(cif, symprec).template
-        except InputError as exc:
-            warnings.warn(f"skipping row {mid}: {exc}")
-            skipped += 1
-            continue
+    skipped = data.skipped
+    for mid, template in zip(data.material_ids, data.templates):
         if max_atoms is not None and template.num_atoms > max_atoms:
             warnings.warn(f"skipping row {mid}: {template.num_atoms} atoms in the conventional "
                           f"cell, more than this checkpoint supports ({max_atoms})")
@@ -347,6 +343,7 @@ def predict_from_csv_with_space_group(
             continue
         ids.append(str(mid))
         templates.append(template)
+
     def cifs(k: int) -> Iterator[str]:
         structures = sample_symmetric_structures(flow, templates, steps=steps, method=method,
                                                  seed=seed + k, batch_size=batch_size,
@@ -354,4 +351,5 @@ def predict_from_csv_with_space_group(
         return (structure.to(fmt="cif") for structure in structures)
 
     written = _write_samples(out_dir, ids, num_samples, cifs)
-    return BatchPrediction(written=written, rows=len(table), skipped=skipped, out_dir=Path(out_dir))
+    return BatchPrediction(written=written, rows=len(data) + data.skipped, skipped=skipped,
+                           out_dir=Path(out_dir))

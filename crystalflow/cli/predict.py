@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--threads", type=int)
+    p.add_argument("--workers", type=int, default=1,
+                   help="with --use-space-group: processes for the spglib analysis of the rows (cached)")
     p.add_argument("--out", required=True, help="output directory for CIF files")
     p.set_defaults(func=run)
 
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                 from crystalflow.prediction import predict_from_csv_with_space_group
 
                 res = predict_from_csv_with_space_group(args.from_csv, args.out, symprec=args.symprec,
-                                                        **common)
+                                                        workers=args.workers, **common)
             else:
                 res = predict_from_csv(args.from_csv, args.out, **common)
         for w in caught:

@@ -42,7 +42,7 @@ from crystalflow.symmetry import (
 
 __all__ = ["SymmetricDataset", "load_symmetric_split", "analyze_cif", "symmetric_batch"]
 
-_CACHE_VERSION = "1"
+_CACHE_VERSION = "2"  # 2: skipped rows and their reasons are kept
 
 
 def analyze_cif(cif: str, symprec: float = DEFAULT_SYMPREC) -> SymmetrizedCrystal:
@@ -176,12 +176,16 @@ class SymmetricDataset:
                  limit: int | None = None) -> "SymmetricDataset":
         """Analyse a CDVAE-layout CSV (gzip ok), using the on-disk cache when it is fresh.
 
-        Rows spglib cannot analyse are skipped with a warning and counted in ``skipped``.
+        Rows spglib cannot analyse are skipped with a warning (repeated on cache hits) and
+        counted in ``skipped``.
         """
         path = Path(path)
         cache_file = cache_file_for(path, f"{symprec}|{limit}|sym{_CACHE_VERSION}", kind="sym")
         if use_cache and cache_file.exists():
-            return cls._from_blob(torch.load(cache_file, weights_only=True))
+            blob = torch.load(cache_file, weights_only=True)
+            for mid, reason in blob.get("problems", []):  # warn as the first analysis did
+                warnings.warn(f"skipping row {mid}: {reason}")
+            return cls._from_blob(blob)
         table = read_cif_table(path)
         if limit is not None:
             table = table.iloc[:limit]
@@ -198,10 +202,10 @@ class SymmetricDataset:
                     print(f"analysed {k + 1}/{len(args)} rows of {path.name} "
                           f"({time.time() - t0:.0f} s)", flush=True)
         fracs, lats, types, nums, templates, mids = [], [], [], [], [], []
-        skipped = 0
+        problems = []
         for mid, res in zip(table["material_id"], results):
             if isinstance(res, str):
-                skipped += 1
+                problems.append((str(mid), res))
                 warnings.warn(f"skipping row {mid}: {res}")
                 continue
             sg, letters, orbit_types, lattice, frac, atom_types, _ = res
@@ -215,10 +219,10 @@ class SymmetricDataset:
             raise DataError(f"no row of {path} could be analysed")
         ds = cls(frac=torch.cat(fracs), lattice=torch.stack(lats), atom_types=torch.cat(types),
                  num_atoms=torch.tensor(nums, dtype=torch.long), templates=tuple(templates),
-                 material_ids=tuple(mids), skipped=skipped)
+                 material_ids=tuple(mids), skipped=len(problems))
         if use_cache:
             tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-            torch.save(ds._blob(), tmp)
+            torch.save(ds._blob() | {"problems": problems}, tmp)
             os.replace(tmp, cache_file)
         return ds
 

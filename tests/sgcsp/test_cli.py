@@ -62,6 +62,12 @@ def test_predict_from_csv_use_space_group(tiny_checkpoint, tiny_csv, tmp_path, c
     n = len(ds)
     assert summary == {"rows": n + 1, "skipped": 1, "written": 3 * n, "out": str(out)}
     assert any("skipping row bad" in line for line in lines)
+    # the analysis is cached now: a second run still reports the skipped row
+    rc = main(["predict", "--from-csv", str(path), "--use-space-group", "--steps", "2",
+               "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "again")])
+    again = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0 and any("skipping row bad" in line for line in again)
+    assert json.loads(again[-1])["skipped"] == 1
     for i in range(n):
         for name in (f"m{i}.cif", f"m{i}_0.cif", f"m{i}_1.cif"):
             s = Structure.from_file(out / name)
