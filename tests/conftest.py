@@ -23,6 +23,15 @@ def shared_data_dir() -> Path | None:
 
 
 @pytest.fixture(scope="session")
+def one_thread():
+    """Torch on one thread for the whole session (for suites that run beside training jobs)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
 def data_dir() -> Path:
     d = shared_data_dir()
     if d is None:

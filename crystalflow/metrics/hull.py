@@ -50,9 +50,6 @@ ELEMENT_RELAX_STEPS = 300
 ELEMENT_RELAX_FMAX = 0.05
 
 
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
 
 def hull_dir() -> Path:
     """Directory of cached hulls: ``$CRYSTALFLOW_HULL_DIR`` or the package's ``data/hull``
@@ -62,10 +59,14 @@ def hull_dir() -> Path:
 
 
 def default_data_dir() -> Path:
-    """MP-20 directory: ``$CRYSTALFLOW_DATA/mp_20`` or ``<repo>/../shared/data/mp_20``."""
-    env = os.environ.get("CRYSTALFLOW_DATA")
-    base = Path(env) if env else _repo_root().parent / "shared" / "data"
-    return base / "mp_20"
+    """MP-20 directory under the benchmark data root (``$CRYSTALFLOW_DATA``).
+
+    Raises:
+        DataError: ``$CRYSTALFLOW_DATA`` is not set or is not a directory.
+    """
+    from crystalflow.crystals.dataset import resolve_data_dir
+
+    return resolve_data_dir(None) / "mp_20"
 
 
 @dataclass(frozen=True)
@@ -270,8 +271,8 @@ def load_reference_hull(path: str | Path | None = None, *, data_dir: str | Path 
 
     Args:
         path: an explicit hull file; otherwise the file keyed by the inputs in ``data_dir``
-            (default :func:`default_data_dir`). When ``data_dir`` does not exist, the newest hull
-            in :func:`hull_dir` is used.
+            (default :func:`default_data_dir`). When no data directory is given or set, or it
+            does not exist, the newest hull in :func:`hull_dir` is used (e.g. the bundled one).
 
     Raises:
         DataError: no hull is cached for these inputs (build it with
@@ -279,8 +280,13 @@ def load_reference_hull(path: str | Path | None = None, *, data_dir: str | Path 
     """
     if path is None:
         directory = hull_dir()
-        data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-        if data_dir.is_dir():
+        if data_dir is None:
+            try:
+                data_dir = default_data_dir()
+            except DataError:  # no data root set: fall back to the newest cached hull
+                data_dir = None
+        data_dir = Path(data_dir) if data_dir is not None else None
+        if data_dir is not None and data_dir.is_dir():
             spec = HullSpec.from_data_dir(data_dir)
             path = directory / spec.filename()
             if not path.is_file():

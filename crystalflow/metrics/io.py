@@ -37,22 +37,15 @@ class UnreadableCIFWarning(UserWarning):
 
 
 def parse_cif(text: str) -> Structure:
-    """The first structure of a CIF string (pymatgen's parser, no symmetrisation).
+    """The first structure of a CIF string (pymatgen's parser, no symmetrisation); the same parser
+    as the crystals' (:func:`crystalflow.crystals.crystal.structure_from_cif`).
 
     Raises:
         InputError: the text holds no readable structure.
     """
-    from pymatgen.io.cif import CifParser
+    from crystalflow.crystals.crystal import structure_from_cif
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            structures = CifParser.from_str(text).parse_structures(primitive=False)
-        except Exception as exc:
-            raise InputError(f"unreadable CIF: {exc}") from exc
-    if not structures:
-        raise InputError("unreadable CIF: no structure found")
-    return structures[0]
+    return structure_from_cif(text)
 
 
 def _parse_or_error(text: str) -> Structure | str:

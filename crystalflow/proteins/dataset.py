@@ -37,10 +37,9 @@ def resolve_protein_dir(data_dir: str | os.PathLike | None = None) -> Path:
     Raises:
         DataError: when neither is given or no ``proteins`` folder is found there.
     """
-    chosen = data_dir if data_dir is not None else os.environ.get("CRYSTALFLOW_DATA")
-    if not chosen:
-        raise DataError("no data directory: pass --data-dir DIR or set CRYSTALFLOW_DATA")
-    root = Path(chosen).expanduser()
+    from crystalflow.crystals.dataset import resolve_data_dir
+
+    root = resolve_data_dir(data_dir)
     for cand in (root / "proteins", root):
         if all((cand / sub).is_dir() for sub in SPLITS.values()):
             return cand

@@ -64,11 +64,8 @@ def make_flow(seed: int = 0, hidden: int = 16, layers: int = 1, dataset=None) ->
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")
