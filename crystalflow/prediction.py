@@ -118,14 +118,14 @@ def predict_from_csv(
         warnings.warn(f"skipping {len(types_list) - len(keep)} rows with more than {max_atoms} atoms")
         skipped += len(types_list) - len(keep)
         ids, types_list = [ids[i] for i in keep], [types_list[i] for i in keep]
+
     def cifs(k: int) -> Iterator[str]:
         crystals = sample_structures(flow, types_list, steps=steps, method=method, seed=seed + k,
                                      batch_size=batch_size, progress=progress)
         return (crystal.to_structure().to(fmt="cif") for crystal in crystals)
 
     written = _write_samples(out_dir, ids, num_samples, cifs)
-    return BatchPrediction(written=written, rows=len(data) + data.skipped, skipped=skipped,
-                           out_dir=Path(out_dir))
+    return BatchPrediction(written=written, rows=len(table), skipped=skipped, out_dir=Path(out_dir))
 
 
 def _write_samples(out_dir: str | os.PathLike, ids: Sequence[str], num_samples: int,
