@@ -323,7 +323,7 @@ def train_dng(args) -> dict:
     """Train a DNG flow from parsed ``crystalflow train --task dng`` arguments; returns a summary."""
     from crystalflow.checkpoint import load_checkpoint
     from crystalflow.crystals.symmetric import load_symmetric_split
-    from crystalflow.models import build_model
+    from crystalflow.models import build_model, default_size
     from crystalflow.pretrained import make_dng_checkpoint, resolve_checkpoint
     from crystalflow.training import TrainConfig, train
 
@@ -338,7 +338,7 @@ def train_dng(args) -> dict:
     chart = FamilyLatticeChart.fit(train_set.lattice, train_set.space_groups)
     allowed = torch.zeros(NUM_TYPES, dtype=torch.bool)
     allowed[train_set.atom_types.unique()] = True
-    model = build_model(model_name, {"hidden": args.hidden, "layers": args.layers})
+    model = build_model(model_name, default_size(model_name, args.hidden, args.layers))
     init_note = None
     if getattr(args, "init_from", None):
         ck = load_checkpoint(resolve_checkpoint(args.init_from, "sgcsp"))

@@ -35,8 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p.add_argument("--model", default=None, choices=sorted(MODELS),
                    help="network (default: cspnet for csp, sgnet for sgcsp)")
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--hidden", type=int, default=None,
+                   help="network width (default: the network's, 128 for cspnet/sgnet, 64 for e3nn)")
+    p.add_argument("--layers", type=int, default=None,
+                   help="message-passing layers (default: the network's, 4 for cspnet/sgnet, 3 for e3nn)")
     p.add_argument("--max-steps", type=int, default=10000)
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this wall time")
     p.add_argument("--batch-size", type=int, default=256)
@@ -133,7 +135,7 @@ def run_csp(args: argparse.Namespace, info) -> int:
         args.lattice_weight = 0.1
     from crystalflow.csp import CSPConfig, CSPFlow
     from crystalflow.manifolds import LatticeChart
-    from crystalflow.models import build_model
+    from crystalflow.models import build_model, default_size
     from crystalflow.pretrained import make_csp_checkpoint
     from crystalflow.training import TrainConfig, train
     from crystalflow.validation import csp_validator
@@ -149,7 +151,7 @@ def run_csp(args: argparse.Namespace, info) -> int:
         model = model_from_checkpoint(init, info.device).train()
     else:
         chart = LatticeChart.fit(train_set.lattice)
-        model = build_model(args.model, {"hidden": args.hidden, "layers": args.layers}).to(info.device)
+        model = build_model(args.model, default_size(args.model, args.hidden, args.layers)).to(info.device)
     flow = CSPFlow(model, chart, CSPConfig(lattice_weight=args.lattice_weight))
     stats = {"lattice_chart": chart.state_dict(), "max_atoms": int(train_set.num_atoms.max()),
              "dataset": name, "train_size": len(train_set)}
@@ -182,7 +184,7 @@ def run_sgcsp(args: argparse.Namespace, info=None) -> int:
     from crystalflow.crystals.dataset import DATASETS, resolve_data_dir
     from crystalflow.crystals.symmetric import SymmetricDataset, load_symmetric_split
     from crystalflow.errors import InputError
-    from crystalflow.models import build_model
+    from crystalflow.models import build_model, default_size
     from crystalflow.pretrained import make_sgcsp_checkpoint
     from crystalflow.sgcsp import FamilyLatticeChart, SGCSPConfig, SGCSPFlow
     from crystalflow.training import TrainConfig, train
@@ -213,7 +215,7 @@ def run_sgcsp(args: argparse.Namespace, info=None) -> int:
         model = model_from_checkpoint(init).train()
     else:
         chart = FamilyLatticeChart.fit(train_set.lattice, train_set.space_groups)
-        model = build_model(model_name, {"hidden": args.hidden, "layers": args.layers})
+        model = build_model(model_name, default_size(model_name, args.hidden, args.layers))
     lattice_weight = 0.5 if args.lattice_weight is None else args.lattice_weight
     flow = SGCSPFlow(model, chart, SGCSPConfig(lattice_weight=lattice_weight))
     stats = {"lattice_chart": chart.state_dict(), "max_atoms": int(train_set.num_atoms.max()),

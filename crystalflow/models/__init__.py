@@ -9,6 +9,20 @@ MODELS = {"cspnet": (CSPNet, CSPNetConfig), "sgnet": (SGNet, SGNetConfig), "e3nn
           "dngnet": (DNGNet, DNGNetConfig)}
 
 
+#: width x depth a network gets when the user gives none (``crystalflow train`` without
+#: ``--hidden/--layers``): sized for a CPU, the sizes of the bundled checkpoints and of the
+#: CSPNet / e3nn comparison in BENCHMARKS.md (e3nn 64x3 costs about what CSPNet 128x4 does per step)
+DEFAULT_SIZES = {"cspnet": (128, 4), "sgnet": (128, 4), "dngnet": (128, 4), "e3nn": (64, 3)}
+
+
+def default_size(name: str, hidden: int | None = None, layers: int | None = None) -> dict:
+    """``{"hidden", "layers"}`` of network ``name``: the given values, else its defaults."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+    h, l = DEFAULT_SIZES[name]
+    return {"hidden": h if hidden is None else hidden, "layers": l if layers is None else layers}
+
+
 def build_model(name: str, config: dict | None = None):
     """Instantiate a registered network from its name and a config dict."""
     if name not in MODELS:
@@ -20,4 +34,4 @@ def build_model(name: str, config: dict | None = None):
 __all__ = ["CSPNet", "CSPNetConfig", "Conditions", "SGNet", "SGNetConfig", "SGConditions",
            "DNGNet", "DNGNetConfig",
            "E3NNNet", "E3NNConfig",
-           "MODELS", "build_model"]
+           "MODELS", "DEFAULT_SIZES", "build_model", "default_size"]

@@ -212,3 +212,18 @@ def test_chart_points_that_are_no_cell_are_repaired_and_proper_cells_kept():
     model = _model(torch.float64)
     lattice = model.chart_to_matrix(model.matrix_to_chart(torch.diag_embed(params[:, :3])) * 0 + 3.0)
     assert (torch.linalg.det(lattice).abs() > 0).all()
+
+
+def test_default_sizes_are_per_network():
+    """Without --hidden/--layers every network gets its own CPU-sized default (e3nn 64x3, the
+    size of the comparison), and given values win."""
+    from crystalflow.models import DEFAULT_SIZES, default_size
+
+    assert default_size("e3nn") == {"hidden": 64, "layers": 3}
+    assert default_size("cspnet") == {"hidden": 128, "layers": 4}
+    assert default_size("e3nn", hidden=32) == {"hidden": 32, "layers": 3}
+    assert set(DEFAULT_SIZES) >= {"cspnet", "sgnet", "dngnet", "e3nn"}
+    model = build_model("e3nn", default_size("e3nn"))
+    assert model.config.hidden == 64 and model.config.layers == 3
+    with pytest.raises(ValueError):
+        default_size("nope")
