@@ -88,15 +88,31 @@ def run_csp(args: argparse.Namespace) -> int:
         _warn(f"{missing} of {len(ids)} references have no prediction file (counted as misses)")
     max_k = max(len(g) for g in groups.values())
     metrics = aggregate_csp_scores([s for s, _ in results], max_k)
+    rows = metrics.to_dict()
+    if args.space_group:
+        rows["space_group_kept"] = _space_group_kept(table, ids, groups, args)
     if args.json:
-        print(_json_line(metrics.to_dict()))
+        print(_json_line(rows))
     else:
-        rows = metrics.to_dict()
         rows["unreadable_files"] = len(unreadable)
         _print_table(
             f"CSP metrics ({Path(args.reference).name}; a match needs a valid sample)", rows
         )
     return 0
+
+
+def _space_group_kept(table, ids, groups, args: argparse.Namespace) -> float:
+    """Share of references whose first prediction has their space group (spglib, --symprec)."""
+    from crystalflow.metrics.io import parse_cif, read_cif_file_or_error
+    from crystalflow.metrics.symmetry import space_group_agreement
+
+    preds = []
+    for i in ids:
+        got = read_cif_file_or_error(groups[i][0]) if groups[i] else None
+        preds.append(got if not isinstance(got, str) else None)
+    refs = [parse_cif(cif) for cif in table["cif"]]
+    return space_group_agreement(preds, refs, symprec=args.symprec, workers=args.workers,
+                                 progress=not args.no_progress)
 
 
 def _add_csp(sub: argparse._SubParsersAction) -> None:
@@ -115,6 +131,10 @@ def _add_csp(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=_positive_int, default=None, help="first N references only")
     p.add_argument("--workers", type=_positive_int, default=1, help="worker processes")
     p.add_argument("--json", action="store_true", help="print one JSON line")
+    p.add_argument("--space-group", action="store_true",
+                   help="also report space_group_kept: the share of references whose (first) "
+                        "prediction has the reference's spglib space group (for --use-space-group runs)")
+    p.add_argument("--symprec", type=float, default=0.1, help="spglib tolerance of --space-group")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run_csp)
 

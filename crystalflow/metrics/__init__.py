@@ -55,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     "spacegroup_histogram": "symmetry",
     "symmetry_info": "symmetry",
     "symmetry_metrics": "symmetry",
+    "space_group_agreement": "symmetry",
     # uniqueness / novelty
     "NoveltyMetrics": "novelty",
     "novelty_flags": "novelty",

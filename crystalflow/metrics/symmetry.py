@@ -28,6 +28,7 @@ from crystalflow.metrics._parallel import parallel_map
 
 __all__ = [
     "SYMPREC",
+    "space_group_agreement",
     "SymmetryInfo",
     "SymmetryMetrics",
     "d_sg",
@@ -101,6 +102,33 @@ def symmetry_infos(
     """:func:`symmetry_info` of every structure (optionally in parallel)."""
     tasks = [(s, symprec, angle_tolerance) for s in structures]
     return parallel_map(_info_task, tasks, workers=workers, progress=progress, desc="symmetry")
+
+
+def _pair_task(task: tuple[Structure | None, Structure, float]) -> bool:
+    pred, ref, symprec = task
+    if pred is None:
+        return False
+    return symmetry_info(pred, symprec).spacegroup == symmetry_info(ref, symprec).spacegroup
+
+
+def space_group_agreement(
+    predictions: Sequence[Structure | None],
+    references: Sequence[Structure],
+    *,
+    symprec: float = SYMPREC,
+    workers: int = 1,
+    progress: bool = True,
+) -> float:
+    """Fraction of predictions whose spglib space group equals their reference's (same
+    ``symprec``): the check of space-group conditioned CSP. A missing prediction (``None``)
+    counts as a disagreement."""
+    if len(predictions) != len(references):
+        raise ValueError("need one prediction (or None) per reference")
+    if not references:
+        raise ValueError("no references")
+    tasks = [(p, r, symprec) for p, r in zip(predictions, references)]
+    kept = parallel_map(_pair_task, tasks, workers=workers, progress=progress, desc="space groups")
+    return sum(kept) / len(kept)
 
 
 def spacegroup_histogram(spacegroups: Iterable[int]) -> np.ndarray:

@@ -49,6 +49,28 @@ def test_csp_json(csp_case, capsys):
     assert "mp-3_0.cif" in err and "warning" in err
 
 
+def test_csp_space_group_kept(csp_case, capsys):
+    """mp-1's first sample is CsCl (Pm-3m) for rock salt (Fm-3m): not kept; mp-2 bcc Fe: kept;
+    mp-3 unreadable and mp-4 missing: not kept."""
+    pred, ref_csv = csp_case
+    rc = main(["evaluate", "csp", "--predictions", str(pred), "--reference", str(ref_csv), "--json",
+               "--no-progress", "--space-group"])
+    assert rc == 0
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert payload["space_group_kept"] == pytest.approx(0.25)
+    assert payload["match_rate"] == pytest.approx(0.5)
+
+
+def test_space_group_agreement_function():
+    from crystalflow.metrics.symmetry import space_group_agreement
+
+    refs = [rocksalt_nacl(), bcc_fe()]
+    assert space_group_agreement(refs, refs, progress=False) == 1.0
+    assert space_group_agreement([cscl_nacl(), None], refs, progress=False) == 0.0
+    with pytest.raises(ValueError):
+        space_group_agreement([None], refs, progress=False)
+
+
 def test_csp_limit_and_table(csp_case, capsys):
     pred, ref_csv = csp_case
     rc = main(["evaluate", "csp", "--predictions", str(pred), "--reference", str(ref_csv), "--limit", "2", "--no-progress"])
