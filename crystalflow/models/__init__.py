@@ -15,6 +15,18 @@ MODELS = {"cspnet": (CSPNet, CSPNetConfig), "sgnet": (SGNet, SGNetConfig), "e3nn
 DEFAULT_SIZES = {"cspnet": (128, 4), "sgnet": (128, 4), "dngnet": (128, 4), "e3nn": (64, 3)}
 
 
+#: the network ``crystalflow train --task csp`` builds when ``--model`` is not given: the winner of
+#: the same-budget comparison of BENCHMARKS.md for that benchmark. e3nn on Perov-5 (75.8% against
+#: the bundled CSPNet's 70.0% with half its training time; 45.9% vs 23.2% at 12 minutes each);
+#: CSPNet on MP-20 (9.9% vs 7.8% at 15 minutes each, and 2-3x cheaper sampling) and elsewhere.
+DEFAULT_CSP_NETWORK = {"perov_5": "e3nn"}
+
+
+def default_csp_network(dataset: str | None) -> str:
+    """Name of the P1 CSP network for a benchmark (``None`` or other data: ``cspnet``)."""
+    return DEFAULT_CSP_NETWORK.get(dataset or "", "cspnet")
+
+
 def default_size(name: str, hidden: int | None = None, layers: int | None = None) -> dict:
     """``{"hidden", "layers"}`` of network ``name``: the given values, else its defaults."""
     if name not in MODELS:
@@ -34,4 +46,5 @@ def build_model(name: str, config: dict | None = None):
 __all__ = ["CSPNet", "CSPNetConfig", "Conditions", "SGNet", "SGNetConfig", "SGConditions",
            "DNGNet", "DNGNetConfig",
            "E3NNNet", "E3NNConfig",
-           "MODELS", "DEFAULT_SIZES", "build_model", "default_size"]
+           "MODELS", "DEFAULT_SIZES", "DEFAULT_CSP_NETWORK", "build_model", "default_csp_network",
+           "default_size"]

@@ -227,3 +227,11 @@ def test_default_sizes_are_per_network():
     assert model.config.hidden == 64 and model.config.layers == 3
     with pytest.raises(ValueError):
         default_size("nope")
+
+
+def test_default_csp_network_is_the_comparison_winner():
+    from crystalflow.models import default_csp_network
+
+    assert default_csp_network("perov_5") == "e3nn"
+    assert default_csp_network("mp_20") == "cspnet"
+    assert default_csp_network(None) == "cspnet"  # the user's own data
