@@ -38,7 +38,7 @@ from crystalflow.manifolds import Euclidean, FlatTorus
 from crystalflow.models.dngnet import MASK_TOKEN
 from crystalflow.models.sgnet import SGConditions
 from crystalflow.paths.discrete import MaskSource, MixturePath, UniformSource, make_scheduler
-from crystalflow.sgcsp import FamilyLatticeChart, SGCSPConfig, SGCSPFlow, orbit_first_atom
+from crystalflow.sgcsp import FamilyLatticeChart, SGCSPConfig, SGCSPFlow, orbit_first_atom, symmetric_field
 from crystalflow.solvers.joint import JointField, integrate_joint
 from crystalflow.symmetry import (
     SymmetryBatch,
@@ -46,7 +46,6 @@ from crystalflow.symmetry import (
     collate_symmetry,
     crystal_symmetry,
     group_average_scalars,
-    group_average_vectors,
     lattice_constraint,
     symmetrize_frac,
 )
@@ -204,16 +203,14 @@ class DNGFlow:
             t: ``[B]`` times.
 
         Returns:
-            ``({frac [N, 3], lattice [B, 6]}, logits [M, NUM_TYPES])`` with group-averaged fractional
-            velocities, family-projected lattice velocities and orbit-averaged logits.
+            ``({frac [N, 3], lattice [B, 6]}, logits [M, NUM_TYPES])``: the symmetric field of
+            :func:`~crystalflow.sgcsp.symmetric_field` and orbit-averaged logits.
         """
         cond = SGConditions(atom_types=orbit_types.index_select(0, sym.orbit), batch=sym.batch,
                             num_atoms=sym.num_atoms, symmetry=sym)
         out = self.model(x, t, cond)
-        frac = group_average_vectors(out["frac"], sym)
-        lat = lattice_constraint(sym.space_group, out["lattice"].device).project_tangent(out["lattice"])
         logits = group_average_scalars(out["types"], sym).index_select(0, orbit_first_atom(sym))
-        return {"frac": frac, "lattice": lat}, logits
+        return symmetric_field(out, sym), logits
 
     # -- training -------------------------------------------------------------------------------
 

@@ -61,7 +61,7 @@ from crystalflow.symmetry import (
 )
 
 __all__ = ["SGCSPConfig", "SGCSPFlow", "FamilyLatticeChart", "sg_conditions", "orbit_parameters",
-           "orbit_first_atom", "remove_drift"]
+           "orbit_first_atom", "remove_drift", "symmetric_field"]
 
 ANGLE_LO, ANGLE_HI = 0.0, 180.0
 _EPS = 1e-6
@@ -198,6 +198,15 @@ def remove_drift(v: torch.Tensor, sym: SymmetryBatch) -> torch.Tensor:
     return v - crystal_mean(v, sym).index_select(0, sym.batch)
 
 
+def symmetric_field(out: dict[str, torch.Tensor], sym: SymmetryBatch) -> dict[str, torch.Tensor]:
+    """A network's raw ``{frac [N, 3], lattice [B, 6]}`` made a field of the symmetric flow:
+    fractions group-averaged (equivariant, on the Wyckoff tangent spaces) and drift-free, lattice
+    velocities projected onto the crystal-family constraints."""
+    frac = remove_drift(group_average_vectors(out["frac"], sym), sym)
+    lat = lattice_constraint(sym.space_group, out["lattice"].device).project_tangent(out["lattice"])
+    return {"frac": frac, "lattice": lat}
+
+
 def _orbit_shift(s: torch.Tensor, sym: SymmetryBatch) -> torch.Tensor:
     """Parameters ``delta [M, 3]`` with ``W_o delta_o = s_o`` for shifts ``s [M, 3]`` in the
     Wyckoff subspaces (least squares in the fractional metric; zero past ``dof``)."""
@@ -226,11 +235,7 @@ class SGCSPFlow:
 
     def velocity(self, x: dict[str, torch.Tensor], t: torch.Tensor, cond: SGConditions) -> dict[str, torch.Tensor]:
         """The model's field made symmetric: group-averaged fractions, family-projected lattice."""
-        sym = cond.symmetry
-        out = self.model(x, t, cond)
-        frac = remove_drift(group_average_vectors(out["frac"], sym), sym)
-        lat = lattice_constraint(sym.space_group, out["lattice"].device).project_tangent(out["lattice"])
-        return {"frac": frac, "lattice": lat}
+        return symmetric_field(self.model(x, t, cond), cond.symmetry)
 
     def project_lattice_z(self, z: torch.Tensor, sym: SymmetryBatch) -> torch.Tensor:
         """Project chart coordinates ``[B, 6]`` onto the crystal-family constraints."""

@@ -116,3 +116,20 @@ def test_checkpoint_round_trip(tiny_checkpoint):
     a = flow.sample(sk, generator=torch.Generator().manual_seed(0))
     b = ref.sample(sk, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(a.frac, b.frac) and torch.equal(a.atom_types, b.atom_types)
+
+
+def test_field_is_drift_free_in_a_polar_group():
+    """P4mm: every atom on a free z line; the symmetric field has no common shift (as the target)."""
+    from crystalflow.sgcsp import crystal_mean
+    from crystalflow.symmetry import collate_symmetry
+
+    flow = tiny_flow()
+    lay = crystal_symmetry(WyckoffTemplate(99, ("a", "b", "c"), (38, 22, 8)))
+    sym = collate_symmetry([lay])
+    u = torch.rand(sym.orbit_size.shape[0], 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    frac = expand_orbits(wyckoff_points(u * (torch.arange(3) < sym.orbit_dof[:, None]), sym), sym).float()
+    z = torch.zeros(1, 6)
+    types = torch.zeros(sym.orbit_size.shape[0], dtype=torch.long)  # all masked
+    field, _ = flow.fields({"frac": frac, "lattice": z}, types, torch.tensor([0.3]), sym)
+    assert float(field["frac"].abs().max()) > 1e-6
+    assert float(crystal_mean(field["frac"], sym).abs().max()) < 1e-6
