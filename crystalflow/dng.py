@@ -320,7 +320,7 @@ def train_dng(args) -> dict:
     """Train a DNG flow from parsed ``crystalflow train --task dng`` arguments; returns a summary."""
     from crystalflow.checkpoint import load_checkpoint
     from crystalflow.crystals.symmetric import load_symmetric_split
-    from crystalflow.models import build_model, default_size
+    from crystalflow.models import build_model, check_size_matches, default_size
     from crystalflow.pretrained import make_dng_checkpoint, resolve_checkpoint
     from crystalflow.training import TrainConfig, train
 
@@ -335,20 +335,19 @@ def train_dng(args) -> dict:
     chart = FamilyLatticeChart.fit(train_set.lattice, train_set.space_groups)
     allowed = torch.zeros(NUM_TYPES, dtype=torch.bool)
     allowed[train_set.atom_types.unique()] = True
-    model = build_model(model_name, default_size(model_name, args.hidden, args.layers))
     init_note = None
     if getattr(args, "init_from", None):
         ck = load_checkpoint(resolve_checkpoint(args.init_from, "sgcsp"))
         if ck.task != "sgcsp":
             raise InputError(f"--init-from needs an sgcsp checkpoint, got task {ck.task!r}")
-        for key in ("hidden", "layers"):
-            if ck.model_config.get(key) != getattr(args, key):
-                raise InputError(f"--init-from checkpoint has {key} {ck.model_config.get(key)}, "
-                                 f"not --{key} {getattr(args, key)}")
+        check_size_matches(ck.model_config, args.hidden, args.layers)  # the trunk is the checkpoint's
+        model = build_model(model_name, dict(ck.model_config))  # DNGNetConfig is SGNet's
         missing, unexpected = model.load_state_dict(ck.weights, strict=False)
         if unexpected or any(not k.startswith("type_head") for k in missing):
             raise InputError(f"--init-from weights do not fit: missing {missing}, unexpected {unexpected}")
         init_note = str(args.init_from)
+    else:
+        model = build_model(model_name, default_size(model_name, args.hidden, args.layers))
     lattice_weight = 0.5 if args.lattice_weight is None else args.lattice_weight
     flow = DNGFlow(model, chart, allowed, DNGConfig(lattice_weight=lattice_weight))
     stats = dng_stats(train_set, chart, allowed, args.dataset)

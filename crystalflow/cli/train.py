@@ -125,6 +125,9 @@ def _init_checkpoint(args: argparse.Namespace, task: str):
     if args.model is not None and args.model != ck.model_name:
         raise InputError(f"--init-from checkpoint holds model {ck.model_name!r}, not --model {args.model}")
     args.model = ck.model_name
+    from crystalflow.models import check_size_matches
+
+    check_size_matches(ck.model_config, args.hidden, args.layers)  # never ignored silently
     return ck
 
 

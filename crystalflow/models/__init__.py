@@ -35,6 +35,22 @@ def default_size(name: str, hidden: int | None = None, layers: int | None = None
     return {"hidden": h if hidden is None else hidden, "layers": l if layers is None else layers}
 
 
+def check_size_matches(config: dict, hidden: int | None, layers: int | None) -> None:
+    """Refuse a requested width / depth that differs from a checkpoint's network ``config``
+    (``--init-from`` keeps the checkpoint's size; ``None`` = not requested).
+
+    Raises:
+        InputError: ``hidden`` or ``layers`` is given and differs.
+    """
+    from crystalflow.errors import InputError
+
+    for key, given in (("hidden", hidden), ("layers", layers)):
+        kept = config.get(key)
+        if given is not None and given != kept:
+            raise InputError(f"--{key} {given} differs from the --init-from checkpoint's {kept}; "
+                             f"the checkpoint's network size is kept (drop --{key})")
+
+
 def build_model(name: str, config: dict | None = None):
     """Instantiate a registered network from its name and a config dict."""
     if name not in MODELS:
@@ -46,5 +62,5 @@ def build_model(name: str, config: dict | None = None):
 __all__ = ["CSPNet", "CSPNetConfig", "Conditions", "SGNet", "SGNetConfig", "SGConditions",
            "DNGNet", "DNGNetConfig",
            "E3NNNet", "E3NNConfig",
-           "MODELS", "DEFAULT_SIZES", "DEFAULT_CSP_NETWORK", "build_model", "default_csp_network",
+           "MODELS", "DEFAULT_SIZES", "DEFAULT_CSP_NETWORK", "build_model", "check_size_matches", "default_csp_network",
            "default_size"]

@@ -115,3 +115,13 @@ def test_train_init_from_continues_from_checkpoint_weights(tiny_run, tmp_path, d
     for key, val in before.weights.items():
         assert torch.allclose(val.float(), after.weights[key].float()), key
     assert main(args[:-1] + ["--task", "sgcsp", "--no-progress"]) == 2  # a csp checkpoint for sgcsp
+
+
+def test_train_init_from_refuses_a_different_size(tiny_run, tmp_path, data_dir, capsys):
+    """--hidden/--layers with --init-from must match the checkpoint (its size is kept), not be ignored."""
+    src, _ = tiny_run
+    args = ["train", "--dataset", "perov_5", "--data-dir", str(data_dir), "--out", str(tmp_path / "x"),
+            "--init-from", str(src / "last.pt"), "--max-steps", "1", "--val-size", "0", "--no-progress"]
+    assert main(args + ["--hidden", "32"]) == 2
+    assert "--hidden 32 differs" in capsys.readouterr().err
+    assert main(args + ["--hidden", "16", "--layers", "1", "--lr", "0"]) == 0  # the same size is fine
