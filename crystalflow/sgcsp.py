@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from torch_geometric.utils import scatter
 
 from crystalflow.crystals.batch import CrystalBatch
 from crystalflow.losses import LossOutput
@@ -161,6 +162,18 @@ def orbit_first_atom(sym: SymmetryBatch) -> torch.Tensor:
 _SHIFTS = torch.stack(torch.meshgrid(*[torch.arange(-2, 3, dtype=torch.float64)] * 3, indexing="ij"), -1).reshape(-1, 3)
 
 
+def _wyckoff_solve(x: torch.Tensor, sym: SymmetryBatch) -> torch.Tensor:
+    """Least-squares parameters ``u [M, ..., 3]`` with ``W_o u = x`` for vectors ``x [M, ..., 3]``
+    (one orbit per leading row; fractional metric; parameters past ``dof`` are zero)."""
+    lead = (x.shape[0],) + (1,) * (x.dim() - 2)
+    basis = sym.orbit_basis.to(x)  # [M, 3, 3] zero-padded columns
+    pad = (torch.arange(3, device=x.device)[None, :] >= sym.orbit_dof[:, None]).to(x)  # [M, 3]
+    gram = basis.transpose(1, 2) @ basis + torch.diag_embed(pad)
+    rhs = basis.transpose(1, 2).reshape(*lead, 3, 3) @ x.unsqueeze(-1)
+    u = torch.linalg.solve(gram.reshape(*lead, 3, 3), rhs).squeeze(-1)
+    return u * (1 - pad).reshape(*lead, 3)
+
+
 def orbit_parameters(rep: torch.Tensor, sym: SymmetryBatch) -> torch.Tensor:
     """Free parameters ``u [M, 3]`` in ``[0, 1)`` (zero past ``dof``) with ``W u + b = rep`` mod 1.
 
@@ -168,25 +181,17 @@ def orbit_parameters(rep: torch.Tensor, sym: SymmetryBatch) -> torch.Tensor:
     are searched, which covers every table entry (coefficients of ``W`` are at most 2).
     """
     rep = rep.double()
-    basis = sym.orbit_basis.to(rep)  # [M, 3, 3] zero-padded columns
-    dof = sym.orbit_dof
-    pad = (torch.arange(3, device=rep.device)[None, :] >= dof[:, None]).to(rep)  # [M, 3]
-    gram = basis.transpose(1, 2) @ basis + torch.diag_embed(pad)
     shifts = _SHIFTS.to(rep)
     diff = rep[:, None, :] - sym.orbit_offset.to(rep)[:, None, :] + shifts[None]  # [M, S, 3]
-    rhs = torch.einsum("mji,msj->msi", basis, diff)
-    u = torch.linalg.solve(gram[:, None], rhs.unsqueeze(-1)).squeeze(-1)  # [M, S, 3]
-    resid = diff - torch.einsum("mij,msj->msi", basis, u)
+    u = _wyckoff_solve(diff, sym)  # [M, S, 3]
+    resid = diff - torch.einsum("mij,msj->msi", sym.orbit_basis.to(rep), u)
     best = (resid ** 2).sum(-1).argmin(1)
-    u = u[torch.arange(u.shape[0], device=rep.device), best] * (1 - pad)
-    return wrap_frac(u)
+    return wrap_frac(u[torch.arange(u.shape[0], device=rep.device), best])
 
 
 def crystal_mean(v: torch.Tensor, sym: SymmetryBatch) -> torch.Tensor:
     """``[B, 3]`` mean over each crystal's atoms of a per-atom field ``v [N, 3]``."""
-    out = torch.zeros(sym.num_atoms.shape[0], v.shape[-1], dtype=v.dtype, device=v.device)
-    out = out.index_add(0, sym.batch, v)
-    return out / sym.num_atoms.to(v)[:, None]
+    return scatter(v, sym.batch, dim=0, dim_size=sym.num_atoms.shape[0], reduce="mean")
 
 
 def remove_drift(v: torch.Tensor, sym: SymmetryBatch) -> torch.Tensor:
@@ -205,16 +210,6 @@ def symmetric_field(out: dict[str, torch.Tensor], sym: SymmetryBatch) -> dict[st
     frac = remove_drift(group_average_vectors(out["frac"], sym), sym)
     lat = lattice_constraint(sym.space_group, out["lattice"].device).project_tangent(out["lattice"])
     return {"frac": frac, "lattice": lat}
-
-
-def _orbit_shift(s: torch.Tensor, sym: SymmetryBatch) -> torch.Tensor:
-    """Parameters ``delta [M, 3]`` with ``W_o delta_o = s_o`` for shifts ``s [M, 3]`` in the
-    Wyckoff subspaces (least squares in the fractional metric; zero past ``dof``)."""
-    basis = sym.orbit_basis.to(s)
-    pad = (torch.arange(3, device=s.device)[None, :] >= sym.orbit_dof[:, None]).to(s)
-    gram = basis.transpose(1, 2) @ basis + torch.diag_embed(pad)
-    rhs = torch.einsum("mji,mj->mi", basis, s)
-    return torch.linalg.solve(gram, rhs.unsqueeze(-1)).squeeze(-1) * (1 - pad)
 
 
 class SGCSPFlow:
@@ -266,7 +261,7 @@ class SGCSPFlow:
         d = (sym.atom_rot * d_rep.index_select(0, sym.orbit)[:, None, :]).sum(-1)  # R_c W du
         # no drift along the polar directions: end on the data translated by -mean(d)
         drift = crystal_mean(d, sym)
-        du = du - _orbit_shift(drift.index_select(0, sym.orbit_batch), sym)
+        du = du - _wyckoff_solve(drift.index_select(0, sym.orbit_batch), sym)
         d = d - drift.index_select(0, sym.batch)
         t64 = t.double()
         u_t = x0["u"] + t64[sym.orbit_batch][:, None] * du

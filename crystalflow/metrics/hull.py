@@ -50,7 +50,6 @@ ELEMENT_RELAX_STEPS = 300
 ELEMENT_RELAX_FMAX = 0.05
 
 
-
 def hull_dir() -> Path:
     """Directory of cached hulls: ``$CRYSTALFLOW_HULL_DIR`` or the package's ``data/hull``
     (shipped inside the package so a non-editable install finds the bundled hull)."""
@@ -284,9 +283,9 @@ def load_reference_hull(path: str | Path | None = None, *, data_dir: str | Path 
             try:
                 data_dir = default_data_dir()
             except DataError:  # no data root set: fall back to the newest cached hull
-                data_dir = None
-        data_dir = Path(data_dir) if data_dir is not None else None
-        if data_dir is not None and data_dir.is_dir():
+                pass
+        if data_dir is not None and Path(data_dir).is_dir():
+            data_dir = Path(data_dir)
             spec = HullSpec.from_data_dir(data_dir)
             path = directory / spec.filename()
             if not path.is_file():

@@ -104,13 +104,6 @@ def symmetry_infos(
     return parallel_map(_info_task, tasks, workers=workers, progress=progress, desc="symmetry")
 
 
-def _pair_task(task: tuple[Structure | None, Structure, float]) -> bool:
-    pred, ref, symprec = task
-    if pred is None:
-        return False
-    return symmetry_info(pred, symprec).spacegroup == symmetry_info(ref, symprec).spacegroup
-
-
 def space_group_agreement(
     predictions: Sequence[Structure | None],
     references: Sequence[Structure],
@@ -126,9 +119,11 @@ def space_group_agreement(
         raise ValueError("need one prediction (or None) per reference")
     if not references:
         raise ValueError("no references")
-    tasks = [(p, r, symprec) for p, r in zip(predictions, references)]
-    kept = parallel_map(_pair_task, tasks, workers=workers, progress=progress, desc="space groups")
-    return sum(kept) / len(kept)
+    present = [i for i, p in enumerate(predictions) if p is not None]
+    opts = dict(symprec=symprec, workers=workers, progress=progress)
+    got = symmetry_infos([predictions[i] for i in present], **opts)
+    want = symmetry_infos([references[i] for i in present], **opts)
+    return sum(a.spacegroup == b.spacegroup for a, b in zip(got, want)) / len(references)
 
 
 def spacegroup_histogram(spacegroups: Iterable[int]) -> np.ndarray:
