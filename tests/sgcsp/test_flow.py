@@ -56,16 +56,74 @@ def test_conditional_path_is_symmetric_and_hits_the_data(flow, dataset, t):
 
     assert float(crystal_mean(target["frac"], sym).abs().max()) < 1e-9
     if t == 1.0:
-        # the data crystal, up to a uniform translation fixed by every rotation (a polar shift)
-        d = x_t["frac"] - b.frac
-        d = d - torch.round(d)
-        shift = crystal_mean(d, sym)
-        assert float((d - shift[sym.batch]).abs().max()) < 1e-6
-        for i, tmpl in enumerate(dataset.templates):
-            for rot in get_space_group(tmpl.space_group).rotations:
-                rot = torch.tensor(rot, dtype=torch.float64)
-                assert torch.allclose(rot @ shift[i], shift[i], atol=1e-6), tmpl
+        _assert_same_crystal_up_to_polar_shift(x_t["frac"], b.frac, sym, dataset.templates)
         assert torch.allclose(lat, b.lattice, atol=1e-6)
+
+
+def _wrapped(d: torch.Tensor) -> torch.Tensor:
+    return d - torch.round(d)
+
+
+def _assert_same_crystal_up_to_polar_shift(x1, data, sym, templates):
+    """Every orbit of ``x1`` is the data orbit (as a set: atoms may be relabelled inside an orbit)
+    translated by one shift per crystal that every rotation of the group fixes."""
+    for c, tmpl in enumerate(templates):
+        atoms = torch.nonzero(sym.batch == c).squeeze(1)
+        orbit = sym.orbit[atoms]
+        i0 = atoms[0]
+        found = None
+        for j in atoms[orbit == sym.orbit[i0]]:  # candidate shifts pair atom i0 with j
+            s = _wrapped(x1[i0] - data[j])
+            d = _wrapped(x1[atoms][:, None, :] - data[atoms][None, :, :] - s)  # [n, n, 3]
+            same_orbit = orbit[:, None] == orbit[None, :]
+            hit = ((d.abs().amax(-1) < 1e-6) & same_orbit).any(1)
+            if bool(hit.all()):
+                found = s
+                break
+        assert found is not None, tmpl
+        for rot in get_space_group(tmpl.space_group).rotations:
+            rot = torch.tensor(rot, dtype=torch.float64)
+            assert float(_wrapped(rot @ found - found).abs().max()) < 1e-6, tmpl
+
+
+@pytest.mark.parametrize("align", [False, True])
+def test_both_couplings_end_on_the_data(dataset, align):
+    from dataclasses import replace
+
+    flow = make_flow(dataset=dataset)
+    flow.config = replace(flow.config, align_orbits=align)
+    b = dataset.batch(range(len(dataset)), dtype=torch.float64)
+    x0 = flow.prior(b.symmetry, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    x1, _ = flow.path(x0, b, torch.ones(b.num_crystals, dtype=torch.float64))
+    _assert_same_crystal_up_to_polar_shift(x1["frac"], b.frac, b.symmetry, dataset.templates)
+
+
+def test_aligned_targets_are_orbit_points_and_never_farther(dataset):
+    """The aligned coupling picks, per orbit, a point of the data orbit on the Wyckoff subspace,
+    and its parameter displacement is never longer than the fixed representative's."""
+    from crystalflow.sgcsp import aligned_orbit_parameters
+
+    b = dataset.batch(range(len(dataset)), dtype=torch.float64)
+    sym = b.symmetry
+    g = torch.Generator().manual_seed(3)
+    shorter = 0
+    for _ in range(20):
+        u0 = torch.rand(sym.orbit_size.shape[0], 3, generator=g, dtype=torch.float64)
+        u0 = u0 * (torch.arange(3)[None, :] < sym.orbit_dof[:, None])
+        u1 = aligned_orbit_parameters(b.frac, u0, sym)
+        fixed = orbit_parameters(b.frac.index_select(0, orbit_first_atom(sym)), sym)
+        point = (sym.orbit_basis @ u1.unsqueeze(-1)).squeeze(-1) + sym.orbit_offset  # [M, 3]
+        for o in range(point.shape[0]):
+            members = b.frac[sym.orbit == o]
+            assert float(_wrapped(members - point[o]).abs().amax(-1).min()) < 1e-9
+
+        def length(u):
+            du = _wrapped(u - u0)
+            return ((sym.orbit_basis @ du.unsqueeze(-1)) ** 2).sum((-1, -2))
+
+        assert bool((length(u1) <= length(fixed) + 1e-12).all())
+        shorter += int((length(u1) < length(fixed) - 1e-9).sum())
+    assert shorter > 0  # the templates include orbits with several points on their subspace
 
 
 def test_path_velocity_is_the_derivative_of_the_path(flow, dataset):
