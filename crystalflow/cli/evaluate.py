@@ -76,21 +76,23 @@ def run_csp(args: argparse.Namespace) -> int:
             f"no file in {args.predictions} is named after a reference id "
             "(expected <material_id>.cif or <material_id>_<k>.cif)"
         )
-    tasks = [(cif, [str(p) for p in groups[i]]) for i, cif in zip(ids, table["cif"])]
+    symprec = args.symprec if args.space_group else None
+    tasks = [(cif, [str(p) for p in groups[i]], symprec) for i, cif in zip(ids, table["cif"])]
     results = parallel_map(
         score_cif_task, tasks, workers=args.workers, progress=not args.no_progress, desc="csp"
     )
-    unreadable = [b for _, bad in results for b in bad]
+    unreadable = [b for _, bad, _ in results for b in bad]
     for path, reason in unreadable:
         _warn(f"{path}: {reason} (counted as a miss)")
     missing = sum(1 for i in ids if not groups[i])
     if missing:
         _warn(f"{missing} of {len(ids)} references have no prediction file (counted as misses)")
     max_k = max(len(g) for g in groups.values())
-    metrics = aggregate_csp_scores([s for s, _ in results], max_k)
+    metrics = aggregate_csp_scores([s for s, _, _ in results], max_k)
     rows = metrics.to_dict()
     if args.space_group:
-        rows["space_group_kept"] = _space_group_kept(table, ids, groups, args)
+        # first prediction of each reference has the reference's spglib group (missing: no)
+        rows["space_group_kept"] = sum(bool(same) for _, _, same in results) / len(ids)
     if args.json:
         print(_json_line(rows))
     else:
@@ -99,20 +101,6 @@ def run_csp(args: argparse.Namespace) -> int:
             f"CSP metrics ({Path(args.reference).name}; a match needs a valid sample)", rows
         )
     return 0
-
-
-def _space_group_kept(table, ids, groups, args: argparse.Namespace) -> float:
-    """Share of references whose first prediction has their space group (spglib, --symprec)."""
-    from crystalflow.metrics.io import parse_cif, read_cif_file_or_error
-    from crystalflow.metrics.symmetry import space_group_agreement
-
-    preds = []
-    for i in ids:
-        got = read_cif_file_or_error(groups[i][0]) if groups[i] else None
-        preds.append(got if not isinstance(got, str) else None)
-    refs = [parse_cif(cif) for cif in table["cif"]]
-    return space_group_agreement(preds, refs, symprec=args.symprec, workers=args.workers,
-                                 progress=not args.no_progress)
 
 
 def _add_csp(sub: argparse._SubParsersAction) -> None:

@@ -104,15 +104,19 @@ def score_samples(
 
 
 def score_cif_task(
-    task: tuple[str, Sequence[str]],
-) -> tuple[list[tuple[bool, float | None]], list[tuple[str, str]]]:
+    task: tuple[str, Sequence[str]] | tuple[str, Sequence[str], float | None],
+) -> tuple[list[tuple[bool, float | None]], list[tuple[str, str]], bool | None]:
     """Worker: parse a reference CIF string and its prediction files, then :func:`score_samples`.
 
     Args:
-        task: ``(reference CIF text, prediction file paths)``.
+        task: ``(reference CIF text, prediction file paths[, symprec])``; with a ``symprec`` the
+            first prediction's spglib space group is also compared with the reference's (the
+            check of space-group conditioned CSP), on the structures already parsed here.
 
     Returns:
-        The scores of the readable predictions and ``(path, reason)`` of the unreadable ones.
+        The scores of the readable predictions, ``(path, reason)`` of the unreadable ones, and
+        whether the first prediction keeps the reference's space group (``None`` without a
+        ``symprec``; ``False`` when the first prediction is missing or unreadable).
 
     Raises:
         DataError: the reference CIF is unreadable.
@@ -120,7 +124,8 @@ def score_cif_task(
     from crystalflow.errors import DataError, InputError
     from crystalflow.metrics.io import parse_cif, read_cif_file_or_error
 
-    ref_text, paths = task
+    ref_text, paths = task[0], task[1]
+    symprec = task[2] if len(task) > 2 else None
     try:
         reference = parse_cif(ref_text)
     except InputError as exc:
@@ -130,9 +135,17 @@ def score_cif_task(
         result = read_cif_file_or_error(path)
         if isinstance(result, str):
             bad.append((str(path), result))
+            samples.append(None)
         else:
             samples.append(result)
-    return score_samples(samples, reference), bad
+    same_group = None
+    if symprec is not None:
+        from crystalflow.metrics.symmetry import symmetry_info
+
+        first = samples[0] if samples else None
+        same_group = first is not None and (
+            symmetry_info(first, symprec).spacegroup == symmetry_info(reference, symprec).spacegroup)
+    return score_samples(samples, reference), bad, same_group
 
 
 def _score_reference(task: tuple[Sequence[Structure | None], Structure]) -> list[tuple[bool, float | None]]:
