@@ -21,6 +21,8 @@ several equally valid ``u_1``. Training pairs each prior sample with the nearest
 (:func:`aligned_orbit_parameters`, ``SGCSPConfig.align_orbits``): the endpoint is the same crystal
 (atoms relabelled inside the orbit), the conditional paths are shorter (on MP-20 train the mean
 squared target velocity drops from 0.139 to 0.055) and less ambiguous, and the prior is unchanged.
+Off by default: on MP-20 it did not raise the match rate (BENCHMARKS.md, 32,000 aligned vs 36,000
+plain fine-tuning steps from the same weights: 56.7% vs 57.2% on 1,000 validation rows).
 
 Origin drift. In polar groups (P1, P4mm, Cmc2_1, ...) the origin floats along the polar
 directions: a uniform translation ``s`` with ``R s = s`` for every rotation moves every atom inside
@@ -149,7 +151,7 @@ class SGCSPConfig:
     symmetrize: bool = True
     anti_annealing_frac: float = 0.0
     anti_annealing_lattice: float = 0.0
-    align_orbits: bool = True  # training coupling: nearest equivalent orbit point as the target
+    align_orbits: bool = False  # training coupling: nearest equivalent orbit point as the target
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this wall time")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--align-orbits", action="store_true",
+                   help="sgcsp: pair each prior sample with the nearest equivalent point of every "
+                        "data orbit (shorter paths; no gain measured on MP-20, see BENCHMARKS.md)")
     p.add_argument("--lattice-weight", type=float, default=None,
                    help="lattice loss weight (default 0.1 for csp, 0.5 for sgcsp)")
     p.add_argument("--val-every", type=int, default=500)
@@ -219,7 +222,8 @@ def run_sgcsp(args: argparse.Namespace, info=None) -> int:
         chart = FamilyLatticeChart.fit(train_set.lattice, train_set.space_groups)
         model = build_model(model_name, default_size(model_name, args.hidden, args.layers))
     lattice_weight = 0.5 if args.lattice_weight is None else args.lattice_weight
-    flow = SGCSPFlow(model, chart, SGCSPConfig(lattice_weight=lattice_weight))
+    flow = SGCSPFlow(model, chart, SGCSPConfig(lattice_weight=lattice_weight,
+                                               align_orbits=args.align_orbits))
     stats = {"lattice_chart": chart.state_dict(), "max_atoms": int(train_set.num_atoms.max()),
              "dataset": args.dataset, "train_size": len(train_set), "cell": "conventional",
              "symprec": 0.1}
