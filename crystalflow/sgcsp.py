@@ -172,15 +172,12 @@ def orbit_first_atom(sym: SymmetryBatch) -> torch.Tensor:
 _SHIFTS = torch.stack(torch.meshgrid(*[torch.arange(-2, 3, dtype=torch.float64)] * 3, indexing="ij"), -1).reshape(-1, 3)
 
 
-def _wyckoff_solve(x: torch.Tensor, sym: SymmetryBatch, rows: torch.Tensor | None = None) -> torch.Tensor:
-    """Least-squares parameters ``u [R, ..., 3]`` with ``W_o u = x`` for vectors ``x [R, ..., 3]``
-    (fractional metric; parameters past ``dof`` are zero). Leading row ``r`` belongs to orbit
-    ``rows[r]`` (default: one row per orbit, ``R = M``)."""
+def _wyckoff_solve(x: torch.Tensor, basis: torch.Tensor, dof: torch.Tensor) -> torch.Tensor:
+    """Least-squares parameters ``u [R, ..., 3]`` with ``W_r u = x`` for vectors ``x [R, ..., 3]``,
+    one Wyckoff basis ``basis [R, 3, 3]`` (zero-padded columns) with ``dof [R]`` free parameters
+    per leading row (fractional metric; parameters past ``dof`` are zero)."""
     lead = (x.shape[0],) + (1,) * (x.dim() - 2)
-    basis, dof = sym.orbit_basis, sym.orbit_dof
-    if rows is not None:
-        basis, dof = basis.index_select(0, rows), dof.index_select(0, rows)
-    basis = basis.to(x)  # [R, 3, 3] zero-padded columns
+    basis = basis.to(x)
     pad = (torch.arange(3, device=x.device)[None, :] >= dof[:, None]).to(x)  # [R, 3]
     gram = basis.transpose(1, 2) @ basis + torch.diag_embed(pad)
     pinv = torch.linalg.solve(gram, basis.transpose(1, 2))  # [R, 3, 3], one solve per row
@@ -194,12 +191,13 @@ def _locate(x: torch.Tensor, sym: SymmetryBatch, rows: torch.Tensor | None = Non
     subspace (row ``r`` on orbit ``rows[r]``, default one row per orbit) and the squared
     fractional distance ``[R]`` of each point from that subspace (0 when it lies on it)."""
     x = x.double()
-    shifts = _SHIFTS.to(x)
-    offset = sym.orbit_offset if rows is None else sym.orbit_offset.index_select(0, rows)
-    basis = sym.orbit_basis if rows is None else sym.orbit_basis.index_select(0, rows)
-    diff = x[:, None, :] - offset.to(x)[:, None, :] + shifts[None]  # [R, S, 3]
-    u = _wyckoff_solve(diff, sym, rows)  # [R, S, 3]
-    resid = ((diff - torch.einsum("rij,rsj->rsi", basis.to(x), u)) ** 2).sum(-1)
+    basis, offset, dof = sym.orbit_basis, sym.orbit_offset, sym.orbit_dof
+    if rows is not None:
+        basis, offset, dof = (v.index_select(0, rows) for v in (basis, offset, dof))
+    basis = basis.to(x)
+    diff = x[:, None, :] - offset.to(x)[:, None, :] + _SHIFTS.to(x)[None]  # [R, S, 3]
+    u = _wyckoff_solve(diff, basis, dof)  # [R, S, 3]
+    resid = ((diff - torch.einsum("rij,rsj->rsi", basis, u)) ** 2).sum(-1)
     dist, best = resid.min(1)
     return wrap_frac(u[torch.arange(u.shape[0], device=x.device), best]), dist
 
@@ -228,12 +226,12 @@ def aligned_orbit_parameters(frac: torch.Tensor, u0: torch.Tensor, sym: Symmetry
     du = u - u0.to(u).index_select(0, sym.orbit)
     du = du - torch.round(du)
     length = ((sym.orbit_basis.to(u).index_select(0, sym.orbit) @ du.unsqueeze(-1)) ** 2).sum((-1, -2))
-    cost = torch.where(dist < tol, length, torch.full_like(length, float("inf")))
+    inf = torch.full_like(length, float("inf"))
+    cost = torch.where(dist < tol, length, inf)
     size = sym.orbit_size
-    first = orbit_first_atom(sym)
     slot = torch.arange(int(size.max()), device=frac.device)
-    idx = (first[:, None] + slot[None, :]).clamp(max=frac.shape[0] - 1)  # [M, S]
-    padded = torch.where(slot[None, :] < size[:, None], cost[idx], torch.full_like(cost[idx], float("inf")))
+    idx = (orbit_first_atom(sym)[:, None] + slot[None, :]).clamp(max=frac.shape[0] - 1)  # [M, S]
+    padded = torch.where(slot[None, :] < size[:, None], cost[idx], inf[idx])  # an orbit's atoms are contiguous
     pick = idx.gather(1, padded.argmin(1, keepdim=True)).squeeze(1)  # representative always qualifies
     return u.index_select(0, pick)
 
@@ -313,7 +311,7 @@ class SGCSPFlow:
         d = (sym.atom_rot * d_rep.index_select(0, sym.orbit)[:, None, :]).sum(-1)  # R_c W du
         # no drift along the polar directions: end on the data translated by -mean(d)
         drift = crystal_mean(d, sym)
-        du = du - _wyckoff_solve(drift.index_select(0, sym.orbit_batch), sym)
+        du = du - _wyckoff_solve(drift.index_select(0, sym.orbit_batch), sym.orbit_basis, sym.orbit_dof)
         d = d - drift.index_select(0, sym.batch)
         t64 = t.double()
         u_t = x0["u"] + t64[sym.orbit_batch][:, None] * du

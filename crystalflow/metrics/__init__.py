@@ -56,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     "symmetry_info": "symmetry",
     "symmetry_metrics": "symmetry",
     "space_group_agreement": "symmetry",
+    "keeps_space_group": "symmetry",
     # uniqueness / novelty
     "NoveltyMetrics": "novelty",
     "novelty_flags": "novelty",

@@ -104,14 +104,14 @@ def score_samples(
 
 
 def score_cif_task(
-    task: tuple[str, Sequence[str]] | tuple[str, Sequence[str], float | None],
+    task: tuple[str, Sequence[str], float | None],
 ) -> tuple[list[tuple[bool, float | None]], list[tuple[str, str]], bool | None]:
     """Worker: parse a reference CIF string and its prediction files, then :func:`score_samples`.
 
     Args:
-        task: ``(reference CIF text, prediction file paths[, symprec])``; with a ``symprec`` the
-            first prediction's spglib space group is also compared with the reference's (the
-            check of space-group conditioned CSP), on the structures already parsed here.
+        task: ``(reference CIF text, prediction file paths, symprec or None)``; with a
+            ``symprec`` the first prediction is also checked with
+            :func:`~crystalflow.metrics.symmetry.keeps_space_group`, on the structures parsed here.
 
     Returns:
         The scores of the readable predictions, ``(path, reason)`` of the unreadable ones, and
@@ -124,8 +124,7 @@ def score_cif_task(
     from crystalflow.errors import DataError, InputError
     from crystalflow.metrics.io import parse_cif, read_cif_file_or_error
 
-    ref_text, paths = task[0], task[1]
-    symprec = task[2] if len(task) > 2 else None
+    ref_text, paths, symprec = task
     try:
         reference = parse_cif(ref_text)
     except InputError as exc:
@@ -140,11 +139,9 @@ def score_cif_task(
             samples.append(result)
     same_group = None
     if symprec is not None:
-        from crystalflow.metrics.symmetry import symmetry_info
+        from crystalflow.metrics.symmetry import keeps_space_group
 
-        first = samples[0] if samples else None
-        same_group = first is not None and (
-            symmetry_info(first, symprec).spacegroup == symmetry_info(reference, symprec).spacegroup)
+        same_group = keeps_space_group(samples[0] if samples else None, reference, symprec)
     return score_samples(samples, reference), bad, same_group
 
 

@@ -28,6 +28,7 @@ from crystalflow.metrics._parallel import parallel_map
 
 __all__ = [
     "SYMPREC",
+    "keeps_space_group",
     "space_group_agreement",
     "SymmetryInfo",
     "SymmetryMetrics",
@@ -104,6 +105,19 @@ def symmetry_infos(
     return parallel_map(_info_task, tasks, workers=workers, progress=progress, desc="symmetry")
 
 
+def keeps_space_group(prediction: Structure | None, reference: Structure,
+                      symprec: float = SYMPREC) -> bool:
+    """Whether a prediction has its reference's spglib space group (same ``symprec``): the check
+    of space-group conditioned CSP. A missing prediction (``None``) does not."""
+    if prediction is None:
+        return False
+    return symmetry_info(prediction, symprec).spacegroup == symmetry_info(reference, symprec).spacegroup
+
+
+def _keeps_task(task: tuple[Structure | None, Structure, float]) -> bool:
+    return keeps_space_group(*task)
+
+
 def space_group_agreement(
     predictions: Sequence[Structure | None],
     references: Sequence[Structure],
@@ -112,18 +126,15 @@ def space_group_agreement(
     workers: int = 1,
     progress: bool = True,
 ) -> float:
-    """Fraction of predictions whose spglib space group equals their reference's (same
-    ``symprec``): the check of space-group conditioned CSP. A missing prediction (``None``)
-    counts as a disagreement."""
+    """Fraction of predictions that :func:`keeps_space_group` of their reference (a missing
+    prediction, ``None``, counts as a disagreement)."""
     if len(predictions) != len(references):
         raise ValueError("need one prediction (or None) per reference")
     if not references:
         raise ValueError("no references")
-    present = [i for i, p in enumerate(predictions) if p is not None]
-    opts = dict(symprec=symprec, workers=workers, progress=progress)
-    got = symmetry_infos([predictions[i] for i in present], **opts)
-    want = symmetry_infos([references[i] for i in present], **opts)
-    return sum(a.spacegroup == b.spacegroup for a, b in zip(got, want)) / len(references)
+    tasks = [(p, r, symprec) for p, r in zip(predictions, references)]
+    kept = parallel_map(_keeps_task, tasks, workers=workers, progress=progress, desc="symmetry")
+    return sum(kept) / len(references)
 
 
 def spacegroup_histogram(spacegroups: Iterable[int]) -> np.ndarray:

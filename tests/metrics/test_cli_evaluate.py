@@ -62,8 +62,11 @@ def test_csp_space_group_kept(csp_case, capsys):
 
 
 def test_space_group_agreement_function():
-    from crystalflow.metrics.symmetry import space_group_agreement
+    from crystalflow.metrics.symmetry import keeps_space_group, space_group_agreement
 
+    assert keeps_space_group(bcc_fe(), bcc_fe())
+    assert not keeps_space_group(cscl_nacl(), rocksalt_nacl())
+    assert not keeps_space_group(None, rocksalt_nacl())
     refs = [rocksalt_nacl(), bcc_fe()]
     assert space_group_agreement(refs, refs, progress=False) == 1.0
     assert space_group_agreement([cscl_nacl(), None], refs, progress=False) == 0.0
