@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -140,6 +141,11 @@ def write_text_atomic(filename: str | os.PathLike, text: str) -> None:
     """Write text to ``filename`` through a temporary file and ``os.replace`` (no half files)."""
     filename = os.fspath(filename)
     tmp = f"{filename}.tmp.{os.getpid()}"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, filename)
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, filename)
+    except BaseException:  # a full disk or an interruption leaves no temporary file behind
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise

@@ -1,0 +1,138 @@
+"""Output folders the commands write into: checked before any work, safe file names, a manifest.
+
+One place for "where do a run's files go":
+
+* :func:`prepare_output_dir` runs *before* any sampling, training or relaxation: it creates the
+  folder, proves it writable (a temporary file is created and removed) and refuses a non-empty
+  folder unless ``overwrite`` is given, in which case it removes the files the previous run wrote
+  (listed in the folder's manifest :data:`MANIFEST`; without a manifest, the ``*.cif``, ``*.pdb``
+  and ``summary.csv`` directly in the folder). Other files and subfolders are never touched.
+* :func:`safe_stems` turns user-supplied ids (a CSV's ``material_id``) into file stems that cannot
+  leave the folder and never collide.
+* :func:`record_outputs` appends written file names to the manifest, so the next ``--overwrite``
+  clears exactly them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from crystalflow.errors import InputError
+
+__all__ = ["MANIFEST", "prepare_output_dir", "record_outputs", "safe_stems"]
+
+#: file in an output folder listing (one name a line) the files crystalflow wrote there
+MANIFEST = ".crystalflow-files"
+#: what a run writes, removed by ``overwrite`` from a folder that has no manifest
+_DEFAULT_OUTPUTS = ("*.cif", "*.pdb", "summary.csv")
+#: characters kept in a file stem; anything else becomes ``_``
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]")
+
+
+def prepare_output_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Create and check an output folder before any work is done.
+
+    Args:
+        path: the folder (created with its parents when missing).
+        overwrite: allow a non-empty folder; the files the previous run wrote are removed.
+
+    Returns:
+        The folder as a :class:`~pathlib.Path`.
+
+    Raises:
+        InputError: ``path`` is a file or lies under a file, cannot be created or written, or is
+            not empty while ``overwrite`` is False.
+    """
+    out = Path(path).expanduser()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output folder {out} is a file; give a folder path with --out")
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise InputError(f"output folder {out} lies under the file {blocker}; give another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".crystalflow-probe-", dir=out)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        raise InputError(f"output folder {out} is not writable ({exc.strerror or exc}); "
+                         "give a writable --out") from None
+    if any(out.iterdir()):
+        if not overwrite:
+            raise InputError(f"output folder {out} is not empty; give an empty --out or add "
+                             "--overwrite to replace the previous run's files")
+        _remove_previous(out)
+    return out
+
+
+def _previous_files(out: Path) -> list[Path]:
+    """Files of the previous run: the manifest's names (only plain names directly in ``out``),
+    else the default output patterns."""
+    manifest = out / MANIFEST
+    if manifest.is_file():
+        names = [n.strip() for n in manifest.read_text().splitlines()]
+        return [out / n for n in names if n and n == Path(n).name and n not in (".", "..")]
+    return [p for pattern in _DEFAULT_OUTPUTS for p in out.glob(pattern)]
+
+
+def _remove_previous(out: Path) -> None:
+    for file in _previous_files(out):
+        if file.is_file() or file.is_symlink():
+            file.unlink()
+    (out / MANIFEST).unlink(missing_ok=True)
+
+
+def _safe_stem(identifier: str) -> str:
+    stem = _UNSAFE.sub("_", str(identifier))  # separators, control characters, spaces...
+    stem = stem.replace("..", "__").lstrip(".")
+    return stem or "row"
+
+
+def safe_stems(ids: Sequence[str]) -> list[str]:
+    """File stems for ids: never leave the folder, never collide.
+
+    Path separators, ``..``, leading dots, control characters and every character outside
+    ``[A-Za-z0-9._+=-]`` become ``_``; an empty result becomes ``row``. Repeated stems get the
+    suffixes ``__2``, ``__3``... in order of appearance, and one warning says how many ids were
+    duplicated.
+    """
+    stems = [_safe_stem(i) for i in ids]
+    taken = set(stems)
+    seen: dict[str, int] = {}
+    out: list[str] = []
+    duplicated = 0
+    for stem in stems:
+        count = seen.get(stem, 0) + 1
+        seen[stem] = count
+        if count == 1:
+            out.append(stem)
+            continue
+        duplicated += 1
+        k = count
+        while f"{stem}__{k}" in taken:
+            k += 1
+        seen[stem] = k
+        new = f"{stem}__{k}"
+        taken.add(new)
+        out.append(new)
+    if duplicated:
+        warnings.warn(f"{duplicated} id(s) repeat an earlier id (after making them safe file names); "
+                      "their files get the suffixes __2, __3, ...", stacklevel=2)
+    return out
+
+
+def record_outputs(path: str | os.PathLike, names: Iterable[str]) -> None:
+    """Add written file names (relative to the folder) to its manifest (rewritten atomically)."""
+    from crystalflow.crystals.crystal import write_text_atomic
+
+    manifest = Path(path) / MANIFEST
+    known = manifest.read_text().splitlines() if manifest.is_file() else []
+    listed = set(known)
+    new = [n for n in (str(x) for x in names) if n not in listed and not listed.add(n)]
+    if new:
+        write_text_atomic(manifest, "".join(f"{n}\n" for n in known + new))
