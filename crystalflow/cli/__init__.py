@@ -2,7 +2,10 @@
 
 A command module defines ``register(subparsers) -> None`` that adds its parser and sets
 ``func=callable(args) -> int`` as the parser default. Errors derived from
-:class:`crystalflow.errors.CrystalflowError` become one line on stderr and exit status 2.
+:class:`crystalflow.errors.CrystalflowError`, and argument errors, become one line on stderr and
+exit status 2. Building the parser imports no heavy library (torch, torch_geometric, pymatgen):
+command modules import those inside their ``run`` functions, so ``--help`` and argument errors
+answer at once.
 """
 
 from __future__ import annotations
@@ -18,11 +21,19 @@ from crystalflow.errors import CrystalflowError
 COMMAND_MODULES = ("train", "predict", "generate", "evaluate", "protein")
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (``error: ...``, exit status 2), like the
+    commands' own input errors; sub-command parsers inherit the class."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every available sub-command registered."""
     from crystalflow import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="crystalflow", description="Flow matching for crystals and protein backbones."
     )
     parser.add_argument("--version", action="version", version=f"crystalflow {__version__}")

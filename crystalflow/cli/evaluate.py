@@ -15,16 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from crystalflow.cli._checks import nonnegative_int, positive_float, positive_int
 from crystalflow.errors import InputError
 
 __all__ = ["register"]
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
 
 
 def _warn(message: str) -> None:
@@ -116,13 +110,13 @@ def _add_csp(sub: argparse._SubParsersAction) -> None:
                    help="directory of <material_id>.cif and/or <material_id>_<k>.cif files")
     p.add_argument("--reference", required=True, type=Path,
                    help="reference CSV in the CDVAE layout (material_id, cif; gzip ok)")
-    p.add_argument("--limit", type=_positive_int, default=None, help="first N references only")
-    p.add_argument("--workers", type=_positive_int, default=1, help="worker processes")
+    p.add_argument("--limit", type=positive_int, default=None, help="first N references only")
+    p.add_argument("--workers", type=positive_int, default=1, help="worker processes")
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.add_argument("--space-group", action="store_true",
                    help="also report space_group_kept: the share of references whose (first) "
                         "prediction has the reference's spglib space group (for --use-space-group runs)")
-    p.add_argument("--symprec", type=float, default=0.1, help="spglib tolerance of --space-group")
+    p.add_argument("--symprec", type=positive_float, default=0.1, help="spglib tolerance of --space-group")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run_csp)
 
@@ -216,11 +210,11 @@ def _add_dng(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train", type=Path, default=None, help="training split CSV, for novelty")
     p.add_argument("--dataset", choices=("mp_20", "carbon_24", "perov_5"), default=None,
                    help="coverage cutoffs (default: guessed from --reference, else mp_20)")
-    p.add_argument("--reference-limit", type=_positive_int, default=None, help="first N reference rows only")
+    p.add_argument("--reference-limit", type=positive_int, default=None, help="first N reference rows only")
     p.add_argument("--no-coverage", action="store_true", help="skip the (slow) CrystalNN coverage metrics")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the reference cache")
     p.add_argument("--plots", type=Path, default=None, help="write PNG plots to this directory")
-    p.add_argument("--workers", type=_positive_int, default=1, help="worker processes")
+    p.add_argument("--workers", type=positive_int, default=1, help="worker processes")
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run_dng)
@@ -282,14 +276,14 @@ def _add_stability(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--samples", required=True, type=Path, help="directory of .cif files")
-    p.add_argument("--relax-steps", type=int, default=500, help="CHGNet FIRE steps (0: no relaxation)")
-    p.add_argument("--fmax", type=float, default=0.1, help="force convergence threshold (eV/A)")
+    p.add_argument("--relax-steps", type=nonnegative_int, default=500, help="CHGNet FIRE steps (0: no relaxation)")
+    p.add_argument("--fmax", type=positive_float, default=0.1, help="force convergence threshold (eV/A)")
     p.add_argument("--hull", type=Path, default=None, help="hull file (default: the cached MP-20 CHGNet hull)")
     p.add_argument("--data-dir", type=Path, default=None, help="MP-20 directory the default hull is keyed on")
     p.add_argument("--train", type=Path, default=None, help="training split CSV, for S.U.N. novelty")
     p.add_argument("--out", type=Path, default=None, help="per-structure CSV (default: SAMPLES/stability.csv)")
     p.add_argument("--plots", type=Path, default=None, help="write the E_hull histogram PNG here")
-    p.add_argument("--workers", type=_positive_int, default=1, help="worker processes")
+    p.add_argument("--workers", type=positive_int, default=1, help="worker processes")
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run_stability)
@@ -318,8 +312,8 @@ def _add_build_hull(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data-dir", type=Path, default=None, help="directory with train/val/test.csv.gz")
     p.add_argument("--out-dir", type=Path, default=None, help="output directory (default crystalflow/data/hull)")
-    p.add_argument("--batch-size", type=_positive_int, default=16, help="CHGNet batch size")
-    p.add_argument("--limit", type=_positive_int, default=None, help="first N rows per split (testing)")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="CHGNet batch size")
+    p.add_argument("--limit", type=positive_int, default=None, help="first N rows per split (testing)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run_build_hull)
 

@@ -6,7 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
+from crystalflow.cli._checks import (
+    nonnegative_float, nonnegative_int, positive_float, positive_int, probability,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +28,8 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 def _threads(args: argparse.Namespace) -> None:
     if getattr(args, "threads", None):
+        import torch
+
         torch.set_num_threads(args.threads)
 
 
@@ -36,38 +40,41 @@ def _register_train(psub: argparse._SubParsersAction) -> None:
                                     "OUT/last.pt, OUT/best.pt, OUT/log.csv.")
     p.add_argument("--data-dir", default=None, help="data root holding proteins/ (default: $CRYSTALFLOW_DATA)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--pair", type=int, default=32)
-    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--hidden", type=positive_int, default=128)
+    p.add_argument("--pair", type=positive_int, default=32)
+    p.add_argument("--layers", type=positive_int, default=4)
     p.add_argument("--frame-updates", action="store_true",
                    help="update the frames after every block (structure-module style)")
-    p.add_argument("--crop", type=int, default=128, help="training crop length")
-    p.add_argument("--stride", type=int, default=64, help="step between crop windows")
-    p.add_argument("--min-length", type=int, default=40, help="shortest segment kept")
-    p.add_argument("--max-steps", type=int, default=20000)
-    p.add_argument("--max-minutes", type=float, default=None, help="stop after this wall time")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--warmup-steps", type=int, default=200)
-    p.add_argument("--ema-decay", type=float, default=0.999)
-    p.add_argument("--rot-weight", type=float, default=0.5)
-    p.add_argument("--aux-weight", type=float, default=0.25, help="auxiliary backbone-atom loss weight")
-    p.add_argument("--aux-t-min", type=float, default=0.5)
+    p.add_argument("--crop", type=positive_int, default=128, help="training crop length")
+    p.add_argument("--stride", type=positive_int, default=64, help="step between crop windows")
+    p.add_argument("--min-length", type=positive_int, default=40, help="shortest segment kept")
+    p.add_argument("--max-steps", type=positive_int, default=20000)
+    p.add_argument("--max-minutes", type=positive_float, default=None, help="stop after this wall time")
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--lr", type=positive_float, default=5e-4)
+    p.add_argument("--warmup-steps", type=nonnegative_int, default=200)
+    p.add_argument("--ema-decay", type=probability, default=0.999)
+    p.add_argument("--rot-weight", type=nonnegative_float, default=0.5)
+    p.add_argument("--aux-weight", type=nonnegative_float, default=0.25, help="auxiliary backbone-atom loss weight")
+    p.add_argument("--aux-t-min", type=probability, default=0.5)
     p.add_argument("--no-align-prior", action="store_true", help="do not Kabsch-align noise to data")
-    p.add_argument("--min-scale", type=float, default=0.1, help="lower clip of 1 - t in the loss weight")
-    p.add_argument("--t-late-fraction", type=float, default=0.0,
+    p.add_argument("--min-scale", type=probability, default=0.1, help="lower clip of 1 - t in the loss weight")
+    p.add_argument("--t-late-fraction", type=probability, default=0.0,
                    help="fraction of training times drawn from U(--t-late-min, 1)")
-    p.add_argument("--t-late-min", type=float, default=0.8)
-    p.add_argument("--val-every", type=int, default=250)
-    p.add_argument("--val-size", type=int, default=32, help="held-out crops per validation")
+    p.add_argument("--t-late-min", type=probability, default=0.8)
+    p.add_argument("--val-every", type=positive_int, default=250)
+    p.add_argument("--val-size", type=positive_int, default=32, help="held-out crops per validation")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from crystalflow.cli.train import finish
     from crystalflow.models.framenet import FrameNetConfig
     from crystalflow.proteins.flow import BackboneFlowConfig
     from crystalflow.proteins.train import build_setup, checkpoint_maker, heldout_score
@@ -94,8 +101,8 @@ def run_train(args: argparse.Namespace) -> int:
     print(json.dumps({"steps": result.steps, "seconds": round(result.seconds, 1),
                       "best_val_score": result.best_score, "last": str(result.last_path),
                       "best": str(result.best_path) if result.best_path else None,
-                      "train_crops": len(setup.train_set)}))
-    return 0
+                      "train_crops": len(setup.train_set), "stopped_by": result.stopped_by}))
+    return finish(result.stopped_by, result.steps, result.last_path)
 
 
 # --------------------------------------------------------------------------- generate
@@ -103,17 +110,17 @@ def _register_generate(psub: argparse._SubParsersAction) -> None:
     p = psub.add_parser("generate", help="sample backbones and write PDB files",
                         description="Sample backbones from a checkpoint (default: the bundled one) "
                                     "and write OUT/sample_<length>_<i>.pdb (poly-GLY backbones).")
-    p.add_argument("--length", type=int, nargs="+", required=True, help="chain length(s)")
-    p.add_argument("--num", type=int, default=4, help="samples per length")
+    p.add_argument("--length", type=positive_int, nargs="+", required=True, help="chain length(s)")
+    p.add_argument("--num", type=positive_int, default=4, help="samples per length")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--checkpoint", default=None, help="checkpoint path or bundled name")
-    p.add_argument("--steps", type=int, default=None, help="ODE steps (default: checkpoint's)")
+    p.add_argument("--steps", type=positive_int, default=None, help="ODE steps (default: checkpoint's)")
     p.add_argument("--method", default=None, choices=["euler", "midpoint", "rk4"])
-    p.add_argument("--rot-anti-annealing", type=float, default=None,
+    p.add_argument("--rot-anti-annealing", type=nonnegative_float, default=None,
                    help="rotation velocity scale slope s (1 + s t); default: checkpoint's")
-    p.add_argument("--batch-size", type=int, default=8, help="chains integrated together")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="chains integrated together")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.set_defaults(func=run_generate)
 
 
@@ -151,7 +158,7 @@ def _register_evaluate(psub: argparse._SubParsersAction) -> None:
     p.add_argument("pdb_dir", help="directory of PDB / mmCIF files (gzip too)")
     p.add_argument("--reference", default=None, help="directory of reference structures")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
-    p.add_argument("--max-tm-pairs", type=int, default=2000, help="cap on TM-align pairs per set")
+    p.add_argument("--max-tm-pairs", type=nonnegative_int, default=2000, help="cap on TM-align pairs per set")
     p.add_argument("--split-sample-breaks", action="store_true",
                    help="also cut the chains of PDB_DIR at long C-N bonds (for experimental "
                         "structures; by default generated chains are evaluated whole, while "
