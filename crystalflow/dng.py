@@ -358,4 +358,5 @@ def train_dng(args) -> dict:
     result = train(flow, train_set, cfg, args.out,
                    make_checkpoint=lambda w, s: make_dng_checkpoint(flow, model_name, stats, w, s),
                    validate=None, resume=args.resume, progress=progress)
-    return {"steps": result.steps, "seconds": round(result.seconds, 1), "last": str(result.last_path)}
+    return {"steps": result.steps, "seconds": round(result.seconds, 1), "last": str(result.last_path),
+            "stopped_by": result.stopped_by}

@@ -5,7 +5,10 @@ same batches; EMA weights; warm-up + cosine learning rate as a pure function of 
 validation through a callback; atomic checkpoints (``last.pt`` always, ``best.pt`` on the best
 validation score) and ``--resume`` from ``last.pt`` (the noise generator's state is saved too, so a
 resumed run continues the interrupted one exactly); a CSV log of loss and validation score
-against wall-clock time.
+against wall-clock time (line-buffered, header once; a resume drops the rows past the
+checkpoint's step). SIGINT / SIGTERM stop the run after the current step with a final atomic
+``last.pt`` at that step (:class:`StopSignals`; ``TrainResult.stopped_by`` names the signal), so
+``--resume`` continues it; a second Ctrl-C aborts at once.
 
 Data parallel (``torchrun``, see :mod:`crystalflow.distributed`): every process derives the same
 global batch from (seed, step) and trains on its contiguous shard (:func:`~crystalflow.distributed.shard`)
@@ -20,8 +23,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import io
 import math
 import os
+import signal
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -89,6 +95,73 @@ class TrainResult:
     best_score: float | None
     last_path: Path
     best_path: Path | None
+    stopped_by: str | None = None  # "SIGINT" / "SIGTERM" when a signal ended the run early
+
+
+class StopSignals:
+    """Context manager turning SIGINT / SIGTERM into a stop request the training loop polls.
+
+    The first signal sets :attr:`received` (the loop finishes its step, writes ``last.pt`` and
+    returns); a second SIGINT raises ``KeyboardInterrupt`` (abort now). Outside the main thread,
+    where Python cannot install handlers, it does nothing.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = self.received or signal.Signals(signum).name
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+#: columns of ``log.csv``
+LOG_COLUMNS = ["step", "seconds", "lr", "loss", "parts", "val_score"]
+
+
+def open_log(path: Path, resume_step: int | None):
+    """Open ``log.csv`` for appending, line-buffered, with its header exactly once.
+
+    A fresh run (``resume_step`` None) starts a new file. A resumed run keeps the rows up to the
+    checkpoint's step and drops later ones (written after the last checkpoint, they will be
+    trained again), rewriting the file atomically; an empty or missing log gets its header.
+    """
+    from crystalflow.crystals.crystal import write_text_atomic
+
+    if resume_step is None or not path.exists() or path.stat().st_size == 0:
+        fh = open(path, "w", newline="", buffering=1)
+        csv.writer(fh).writerow(LOG_COLUMNS)
+        return fh
+    with open(path, newline="") as src:
+        rows = list(csv.reader(src))
+    kept = [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= resume_step]
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(LOG_COLUMNS)
+    writer.writerows(kept)
+    write_text_atomic(path, text.getvalue())
+    return open(path, "a", newline="", buffering=1)
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Temporary checkpoint files a killed run left behind (``.last.pt.tmp<pid>``...)."""
+    for name in ("last.pt", "best.pt"):
+        for tmp in out.glob(f".{name}.tmp*"):
+            tmp.unlink(missing_ok=True)
 
 
 #: seed offset between the noise generators of different ranks
@@ -156,6 +229,16 @@ def train(
         dist_info: this process's place in a data-parallel job (:func:`crystalflow.distributed.setup`);
             default: one process on the model's device.
     """
+    with StopSignals() as stop:
+        return _train(flow, train_set, config, out_dir, make_checkpoint, validate, resume, progress,
+                      dist_info, stop)
+
+
+def _train(flow: Flow, train_set: CrystalDataset, config: TrainConfig, out_dir: str | os.PathLike,
+           make_checkpoint: Callable[[dict, dict | None], Checkpoint],
+           validate: Callable[[], float] | None, resume: bool, progress: bool,
+           dist_info: DistInfo | None, stop: StopSignals) -> TrainResult:
+    """:func:`train`'s loop; ``stop`` tells it a signal asked to stop."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = flow.model
@@ -191,18 +274,19 @@ def train(
     module = wrap(model, info)
     log_file = log = None
     if main:
-        log_path = out / "log.csv"
-        new_log = not log_path.exists() or not resume
-        log_file = open(log_path, "w" if new_log else "a", newline="")
+        _remove_stale_temporaries(out)
+        log_file = open_log(out / "log.csv", step if resume else None)
         log = csv.writer(log_file)
-        if new_log:
-            log.writerow(["step", "seconds", "lr", "loss", "parts", "val_score"])
     start = time.time() - elapsed0
     float_keys = [k for k, v in ema.items() if v.dtype.is_floating_point]
     other_keys = [k for k in ema if k not in set(float_keys)]
 
+    saved_step = step if resume else None
+
     def checkpoint(paths: list[Path]) -> None:
         """Save on rank 0; every rank must call it (the generator states are gathered)."""
+        nonlocal saved_step
+        saved_step = step
         rngs = gather_objects(gen.get_state(), info)
         if not main:
             return
@@ -230,8 +314,8 @@ def train(
     model.train()
     running = None
     while step < config.max_steps:
-        if config.max_minutes is not None and any_across(
-                (time.time() - start) > 60 * config.max_minutes, info):
+        over_time = config.max_minutes is not None and (time.time() - start) > 60 * config.max_minutes
+        if any_across(over_time or stop.received is not None, info):
             break
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, config)
@@ -268,14 +352,12 @@ def train(
             parts = ";".join(f"{k}={v:.4f}" for k, v in out_loss.parts.items())
             log.writerow([step, f"{time.time() - start:.1f}", f"{learning_rate(step - 1, config):.2e}",
                           f"{loss_val:.5f}", parts, "" if score is None else f"{score:.4f}"])
-            if step % 50 == 0:
-                log_file.flush()
     bar.close()
-    if step % config.val_every != 0 and step != config.max_steps:
+    if saved_step != step:  # stopped by time, a signal, or between validation steps
         checkpoint([out / "last.pt"])
     if log_file is not None:
         log_file.close()
     barrier(info)  # every process returns once rank 0's checkpoint is on disk
     best_path = out / "best.pt"
     return TrainResult(step, time.time() - start, best, out / "last.pt",
-                       best_path if best_path.exists() else None)
+                       best_path if best_path.exists() else None, stopped_by=stop.received)

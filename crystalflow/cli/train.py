@@ -11,7 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
+from crystalflow.cli._checks import (
+    fraction, nonnegative_float, nonnegative_int, positive_float, positive_int,
+)
+
+#: the networks ``--model`` accepts: the keys of :data:`crystalflow.models.MODELS` (listed here so
+#: the parser is built without importing torch; a test keeps the two equal)
+NETWORKS = ("cspnet", "dngnet", "e3nn", "sgnet")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="your own crystals: a folder of .cif files or a CSV with a 'cif' column "
                           "(split into train/validation with --split-seed)")
     p.add_argument("--data-dir", default=None, help="benchmark root (default: $CRYSTALFLOW_DATA)")
-    p.add_argument("--val-fraction", type=float, default=0.1,
+    p.add_argument("--val-fraction", type=fraction, default=0.1,
                    help="--data: share of crystals held out for validation")
     p.add_argument("--split-seed", type=int, default=0, help="--data: seed of the train/val split")
     p.add_argument("--out", required=True, help="output directory")
@@ -31,29 +37,27 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="csp: P1 flow (default); sgcsp: space-group conditioned flow")
     p.add_argument("--space-group", action="store_true",
                    help="shorthand for --task sgcsp (condition on space group and Wyckoff template)")
-    from crystalflow.models import MODELS
-
-    p.add_argument("--model", default=None, choices=sorted(MODELS),
+    p.add_argument("--model", default=None, choices=NETWORKS,
                    help="network (default for csp: the winner on that benchmark, e3nn for perov_5 "
                         "and cspnet otherwise; sgnet for sgcsp)")
-    p.add_argument("--hidden", type=int, default=None,
+    p.add_argument("--hidden", type=positive_int, default=None,
                    help="network width (default: the network's, 128 for cspnet/sgnet, 64 for e3nn)")
-    p.add_argument("--layers", type=int, default=None,
+    p.add_argument("--layers", type=positive_int, default=None,
                    help="message-passing layers (default: the network's, 4 for cspnet/sgnet, 3 for e3nn)")
-    p.add_argument("--max-steps", type=int, default=10000)
-    p.add_argument("--max-minutes", type=float, default=None, help="stop after this wall time")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--max-steps", type=positive_int, default=10000)
+    p.add_argument("--max-minutes", type=positive_float, default=None, help="stop after this wall time")
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--align-orbits", action="store_true",
                    help="sgcsp: pair each prior sample with the nearest equivalent point of every "
                         "data orbit (shorter paths; no gain measured on MP-20, see BENCHMARKS.md)")
-    p.add_argument("--lattice-weight", type=float, default=None,
+    p.add_argument("--lattice-weight", type=nonnegative_float, default=None,
                    help="lattice loss weight (default 0.1 for csp, 0.5 for sgcsp)")
-    p.add_argument("--val-every", type=int, default=500)
-    p.add_argument("--val-size", type=int, default=200, help="validation crystals per check")
-    p.add_argument("--val-steps", type=int, default=50, help="ODE steps for validation samples")
+    p.add_argument("--val-every", type=positive_int, default=500)
+    p.add_argument("--val-size", type=nonnegative_int, default=200, help="validation crystals per check")
+    p.add_argument("--val-steps", type=positive_int, default=50, help="ODE steps for validation samples")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--device", default=None,
                    help="cpu, cuda or cuda:K (default: cpu; under torchrun cuda:LOCAL_RANK if available)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -66,6 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from crystalflow import distributed
 
     if args.space_group:
@@ -136,6 +142,8 @@ def _init_checkpoint(args: argparse.Namespace, task: str):
 
 def run_csp(args: argparse.Namespace, info) -> int:
     """Train the P1 CSP flow (one process or one rank of a data-parallel job)."""
+    import torch
+
     if args.lattice_weight is None:
         args.lattice_weight = 0.1
     from crystalflow.csp import CSPConfig, CSPFlow
@@ -180,12 +188,28 @@ def run_csp(args: argparse.Namespace, info) -> int:
         print(json.dumps({"steps": result.steps, "seconds": round(result.seconds, 1),
                           "best_val_match_rate": result.best_score, "last": str(result.last_path),
                           "best": str(result.best_path) if result.best_path else None,
-                          "processes": info.world_size}))
-    return 0
+                          "processes": info.world_size, "stopped_by": result.stopped_by}))
+    return finish(result.stopped_by, result.steps, result.last_path, quiet=not info.is_main)
+
+
+def finish(stopped_by: str | None, steps: int, last, quiet: bool = False) -> int:
+    """Exit status of a training command: 0 when it ran to the end; after SIGINT / SIGTERM a
+    note on stderr (the run is resumable) and the shell's 128 + signal number."""
+    if stopped_by is None:
+        return 0
+    import signal
+    import sys
+
+    if not quiet:
+        print(f"stopped by {stopped_by} at step {steps}; checkpoint {last}; continue with --resume",
+              file=sys.stderr)
+    return 128 + int(signal.Signals[stopped_by])
 
 
 def run_sgcsp(args: argparse.Namespace, info=None) -> int:
     """Train the space-group conditioned flow on symmetrised conventional cells."""
+    import torch
+
     from crystalflow.crystals.dataset import DATASETS, resolve_data_dir
     from crystalflow.crystals.symmetric import SymmetricDataset, load_symmetric_split
     from crystalflow.errors import InputError
@@ -238,8 +262,9 @@ def run_sgcsp(args: argparse.Namespace, info=None) -> int:
     )
     print(json.dumps({"steps": result.steps, "seconds": round(result.seconds, 1),
                       "best_val_match_rate": result.best_score, "last": str(result.last_path),
-                      "best": str(result.best_path) if result.best_path else None}))
-    return 0
+                      "best": str(result.best_path) if result.best_path else None,
+                      "stopped_by": result.stopped_by}))
+    return finish(result.stopped_by, result.steps, result.last_path)
 
 
 def run_dng(args: argparse.Namespace) -> int:
@@ -248,4 +273,4 @@ def run_dng(args: argparse.Namespace) -> int:
 
     result = train_dng(args)
     print(json.dumps(result))
-    return 0
+    return finish(result["stopped_by"], result["steps"], result["last"])
