@@ -54,8 +54,12 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(ckpt.to_dict(), tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(ckpt.to_dict(), tmp)
+        os.replace(tmp, path)
+    except BaseException:  # an interruption or a full disk leaves no temporary file behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
@@ -66,7 +70,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         blob = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+        raise CheckpointError(f"cannot read checkpoint {path}: {_load_failure(exc)}") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a {FORMAT} file")
     try:
@@ -77,3 +81,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         )
     except KeyError as exc:
         raise CheckpointError(f"{path} lacks field {exc}") from exc
+
+
+def _load_failure(exc: Exception) -> str:
+    """One line saying why ``torch.load`` failed, without torch's advice to load with
+    ``weights_only=False`` (that would run whatever code the file holds)."""
+    text = str(exc)
+    for line in text.splitlines():
+        if "WeightsUnpickler error" in line:
+            return ("it holds objects a safe (weights-only) load refuses: "
+                    + line.split("WeightsUnpickler error:", 1)[-1].strip())
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return first if "weights_only" not in first else "not a weights-only checkpoint file"

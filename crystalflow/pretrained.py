@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -10,7 +12,7 @@ import torch
 from crystalflow import __version__
 from crystalflow.checkpoint import Checkpoint, load_checkpoint
 from crystalflow.csp import CSPConfig, CSPFlow
-from crystalflow.errors import CheckpointError
+from crystalflow.errors import CheckpointError, CrystalflowError
 from crystalflow.manifolds import LatticeChart
 from crystalflow.models import build_model
 
@@ -42,13 +44,28 @@ def resolve_checkpoint(path_or_name: str | os.PathLike | None, task: str) -> Pat
     raise CheckpointError(f"no such checkpoint: {path_or_name}")
 
 
+@contextlib.contextmanager
+def checkpoint_config_errors(what: str = "checkpoint") -> Iterator[None]:
+    """Turn a config that does not fit the code (unknown or missing keys, bad values) into one
+    :class:`CheckpointError` line instead of a traceback."""
+    try:
+        yield
+    except CrystalflowError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+        raise CheckpointError(f"{what} has a config this version cannot use: {detail}") from None
+
+
 def model_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu") -> torch.nn.Module:
     """The checkpoint's network with its (EMA) weights loaded strictly, in eval mode."""
-    model = build_model(ckpt.model_name, ckpt.model_config)
+    with checkpoint_config_errors():
+        model = build_model(ckpt.model_name, ckpt.model_config)
     try:
         model.load_state_dict(ckpt.weights, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"weights do not fit the model: {exc}") from exc
+        detail = " ".join(str(exc).split())[:300]
+        raise CheckpointError(f"weights do not fit the model: {detail}") from None
     return model.to(device).eval()
 
 
@@ -57,8 +74,9 @@ def csp_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu
     if ckpt.task != "csp":
         raise CheckpointError(f"checkpoint is for task {ckpt.task!r}, not 'csp'")
     model = model_from_checkpoint(ckpt, device)
-    chart = LatticeChart.from_state_dict(ckpt.stats["lattice_chart"])
-    return CSPFlow(model, chart, CSPConfig(**ckpt.task_config))
+    with checkpoint_config_errors():
+        return CSPFlow(model, LatticeChart.from_state_dict(ckpt.stats["lattice_chart"]),
+                       CSPConfig(**ckpt.task_config))
 
 
 def sgcsp_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu"):
@@ -68,8 +86,9 @@ def sgcsp_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "c
     if ckpt.task != "sgcsp":
         raise CheckpointError(f"checkpoint is for task {ckpt.task!r}, not 'sgcsp'")
     model = model_from_checkpoint(ckpt, device)
-    chart = FamilyLatticeChart.from_state_dict(ckpt.stats["lattice_chart"])
-    return SGCSPFlow(model, chart, SGCSPConfig(**ckpt.task_config))
+    with checkpoint_config_errors():
+        return SGCSPFlow(model, FamilyLatticeChart.from_state_dict(ckpt.stats["lattice_chart"]),
+                         SGCSPConfig(**ckpt.task_config))
 
 
 def load_pretrained(path_or_name: str | os.PathLike | None = None, task: str = "csp",
@@ -125,6 +144,7 @@ def dng_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu
     if ckpt.task != "dng":
         raise CheckpointError(f"checkpoint is for task {ckpt.task!r}, not 'dng'")
     model = model_from_checkpoint(ckpt, device)
-    chart = FamilyLatticeChart.from_state_dict(ckpt.stats["lattice_chart"])
-    flow = DNGFlow(model, chart, allowed_from_stats(ckpt.stats), DNGConfig(**ckpt.task_config))
-    return flow, SkeletonDistribution.from_state_dict(ckpt.stats["skeletons"])
+    with checkpoint_config_errors():
+        chart = FamilyLatticeChart.from_state_dict(ckpt.stats["lattice_chart"])
+        flow = DNGFlow(model, chart, allowed_from_stats(ckpt.stats), DNGConfig(**ckpt.task_config))
+        return flow, SkeletonDistribution.from_state_dict(ckpt.stats["skeletons"])

@@ -43,8 +43,9 @@ def protein_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = 
         model = FrameNet(FrameNetConfig(**ckpt.model_config))
         config = BackboneFlowConfig(**ckpt.task_config)
         model.load_state_dict(ckpt.weights, strict=True)
-    except (TypeError, RuntimeError) as exc:
-        raise CheckpointError(f"checkpoint does not fit the protein model: {exc}") from exc
+    except (TypeError, ValueError, RuntimeError) as exc:
+        detail = str(exc).splitlines()[0]
+        raise CheckpointError(f"checkpoint does not fit the protein model: {detail}") from None
     model.to(device).eval()
     return BackboneFlow(model, config)
 
