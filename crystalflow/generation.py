@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -103,32 +104,66 @@ class GeneratedSet:
         crystals: conventional cells (one per sample).
         space_groups: the skeleton's space group of each crystal.
         repaired: indices of crystals that needed the element-coverage fallback.
+        checks: the check of each crystal (:func:`crystalflow.checks.check_structure` against the
+            requested space group; ``ok`` False marks a crystal that still failed after the
+            re-sampling rounds).
+        resampled: how many crystals were re-sampled at least once because they failed a check.
     """
 
     crystals: list[Crystal]
     space_groups: list[int]
     repaired: list[int]
+    checks: list = field(default_factory=list)
+    resampled: int = 0
+
+    @property
+    def failed(self) -> list[int]:
+        """Indices of crystals whose check failed (flagged in ``summary.csv``)."""
+        return [i for i, c in enumerate(self.checks) if not c.ok]
 
 
 def _covers(types: torch.Tensor, elements: tuple[int, ...]) -> bool:
     return set(elements) <= set(types.tolist())
 
 
-def _repair(crystal: Crystal, orbit: torch.Tensor, elements: tuple[int, ...]) -> Crystal:
-    """Put missing elements on orbits whose element also occurs on another orbit."""
-    types = crystal.atom_types.clone()
+def _repair(crystal: Crystal, orbit: torch.Tensor, elements: tuple[int, ...],
+            space_group: int | None = None) -> Crystal:
+    """Put missing elements on orbits whose element also occurs on another orbit.
+
+    Each candidate orbit is tried (last orbit first); the first choice whose structure passes
+    :func:`crystalflow.checks.check_structure` against ``space_group`` is kept (moving an element
+    can merge two orbits of one element into a higher group, e.g. Pm-3m from Fm-3m's 4a + 4b),
+    else the first choice.
+    """
+    from crystalflow.checks import check_structure
+
     n_orb = int(orbit.max()) + 1
-    orbit_type = torch.zeros(n_orb, dtype=torch.long).index_put_((orbit,), types)
+    orbit_type = torch.zeros(n_orb, dtype=torch.long).index_put_((orbit,), crystal.atom_types.clone())
+    first: Crystal | None = None
     for z in elements:
         if z in orbit_type.tolist():
             continue
         counts = {int(e): int((orbit_type == e).sum()) for e in orbit_type.tolist()}
-        for o in reversed(range(n_orb)):
-            if counts[int(orbit_type[o])] > 1:
-                orbit_type[o] = z
+        candidates = [o for o in reversed(range(n_orb)) if counts[int(orbit_type[o])] > 1]
+        best = None
+        for o in candidates:
+            trial = orbit_type.clone()
+            trial[o] = z
+            made = Crystal(frac=crystal.frac, lattice=crystal.lattice, atom_types=trial[orbit],
+                           material_id=crystal.material_id)
+            if best is None:
+                best = trial
+            if check_structure(made.to_structure(), space_group).ok:
+                best = trial
                 break
+        if best is not None:
+            orbit_type = best
     return Crystal(frac=crystal.frac, lattice=crystal.lattice, atom_types=orbit_type[orbit],
                    material_id=crystal.material_id)
+
+
+#: candidates drawn per failing crystal in each re-sampling round of :func:`generate_crystals`
+RETRY_CANDIDATES = 2
 
 
 def generate_crystals(
@@ -136,11 +171,25 @@ def generate_crystals(
     num_atoms: int | None = None, steps: int | None = None, seed: int = 0, batch_size: int = 128,
     retries: int = 3, device: str | torch.device = "cpu", progress: bool = False,
 ) -> GeneratedSet:
-    """Sample ``num`` crystals with a loaded DNG flow and its skeleton distribution."""
+    """Sample ``num`` crystals with a loaded DNG flow and its skeleton distribution.
+
+    Every crystal is checked (:func:`crystalflow.checks.check_structure`). Up to ``retries``
+    rounds then re-sample, in batches, with :data:`RETRY_CANDIDATES` freshly drawn skeletons each
+    (the first candidate that passes is kept), the crystals that
+    miss an element of ``elements`` and, when ``space_group`` is requested, those that fail the
+    check (spglib finds another group, e.g. a skeleton whose realisation has a smaller cell or
+    whose orbits of one element merge into a higher group; or atoms closer than 0.5 A). Without
+    a requested group nothing is re-sampled for the check, so unconditional benchmark runs measure
+    the raw model; failures are only flagged. What still fails is flagged in ``checks``.
+    """
     from tqdm.auto import tqdm
+
+    from crystalflow.checks import check_structure
 
     if num < 1:
         raise InputError(f"--num must be at least 1, got {num}")
+    if retries < 0:
+        raise InputError(f"--retries must be >= 0, got {retries}")
     pool = select_skeletons(dist, flow.allowed, space_group, elements, num_atoms)
     cpu_gen = torch.Generator().manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -151,64 +200,97 @@ def generate_crystals(
         restrict[list(elements)] = True
     out: list[Crystal | None] = [None] * num
     orbits: list[torch.Tensor | None] = [None] * num
+    checks: list = [None] * num
+    resampled: set[int] = set()
+
+    def badness(crystal: Crystal, check) -> int:
+        """0: keep; 1: passes the check but misses an element (the fallback can fix it); 2: fails."""
+        if space_group is not None and not check.ok:
+            return 2
+        return int(bool(elements) and not _covers(crystal.atom_types, elements))
+
+    def redo(i: int) -> bool:
+        return badness(out[i], checks[i]) > 0
+
     todo = list(range(num))
-    for attempt in range(1 + (retries if elements else 0)):
+    for attempt in range(1 + retries):
         if not todo:
             break
-        for lo in tqdm(range(0, len(todo), batch_size), disable=not progress, desc="generating", unit="batch"):
-            idx = todo[lo:lo + batch_size]
+        # a retry draws RETRY_CANDIDATES fresh skeletons per failing crystal (a failing skeleton
+        # often fails again) and keeps the first candidate that passes
+        slots = todo if not attempt else [i for i in todo for _ in range(RETRY_CANDIDATES)]
+        if attempt:
+            resampled.update(i for i in todo if checks[i] is not None and not checks[i].ok)
+        drawn = skeletons if not attempt else pool.sample(len(slots), cpu_gen)
+        settled: set[int] = set()
+        for lo in tqdm(range(0, len(slots), batch_size), disable=not progress, desc="generating", unit="batch"):
+            idx = slots[lo:lo + batch_size]
+            batch_skeletons = [skeletons[i] if not attempt else drawn[lo + j] for j, i in enumerate(idx)]
             allowed = None if restrict is None else restrict[None].expand(len(idx), -1)
-            res = flow.sample([skeletons[i] for i in idx], allowed=allowed, steps=steps, generator=gen,
-                              device=device)
+            res = flow.sample(batch_skeletons, allowed=allowed, steps=steps, generator=gen, device=device)
             orbit = res.symmetry.orbit.cpu()
             starts = torch.cat([torch.zeros(1, dtype=torch.long), res.symmetry.num_orbits.cumsum(0)])
             atom_starts = torch.cat([torch.zeros(1, dtype=torch.long), res.num_atoms.cpu().cumsum(0)])
             for j, (i, c) in enumerate(zip(idx, res.to_crystals())):
-                out[i] = c
+                if i in settled:
+                    continue
+                check = check_structure(c.to_structure(), space_group)
+                if out[i] is not None and badness(c, check) >= badness(out[i], checks[i]):
+                    continue  # keep the better earlier candidate
+                out[i], skeletons[i], checks[i] = c, batch_skeletons[j], check
                 orbits[i] = orbit[atom_starts[j]:atom_starts[j + 1]] - starts[j]
-        todo = [i for i in todo if elements and not _covers(out[i].atom_types, elements)]
-    repaired = list(todo)
+                if not redo(i):
+                    settled.add(i)
+        todo = [i for i in todo if redo(i)]
+    repaired = [i for i in todo if elements and not _covers(out[i].atom_types, elements)]
     for i in repaired:
-        out[i] = _repair(out[i], orbits[i], elements)
-    return GeneratedSet(crystals=list(out), space_groups=[s.space_group for s in skeletons], repaired=repaired)
+        out[i] = _repair(out[i], orbits[i], elements, space_group)
+        checks[i] = check_structure(out[i].to_structure(), space_group)
+    return GeneratedSet(crystals=list(out), space_groups=[s.space_group for s in skeletons],
+                        repaired=repaired, checks=checks, resampled=len(resampled))
 
 
 def summary_rows(crystals: Sequence[Crystal], names: Sequence[str] | None = None,
-                 symprec: float = 0.1) -> list[dict]:
-    """One row per crystal: file, formula, atoms, spglib space group (``symprec``), volume per atom."""
-    from crystalflow.metrics.symmetry import symmetry_info
-    from crystalflow.metrics.validity import min_interatomic_distance
+                 checks: Sequence | None = None, symprec: float = 0.1) -> list[dict]:
+    """One row per crystal: file, formula, atoms, volume per atom and the check's columns
+    (``ok``, ``problem``, spglib ``space_group`` at ``symprec``, ``min_distance``, validity)."""
+    from crystalflow.checks import check_structure
 
     rows = []
     for k, c in enumerate(crystals):
         s = c.to_structure()
-        info = symmetry_info(s, symprec=symprec)
+        check = checks[k] if checks is not None else check_structure(s, None, symprec)
+        cols = check.to_row()
+        cols["min_distance"] = round(cols["min_distance"], 3)
         rows.append({
             "file": names[k] if names else "", "formula": s.composition.reduced_formula,
-            "num_atoms": len(s), "space_group": info.spacegroup,
-            "volume_per_atom": round(float(s.volume) / len(s), 3),
-            "min_distance": round(min_interatomic_distance(s), 3),
+            "num_atoms": len(s), "volume_per_atom": round(float(s.volume) / len(s), 3), **cols,
         })
     return rows
 
 
-def write_generated(crystals: Sequence[Crystal], out: str | os.PathLike, symprec: float = 0.1) -> list[dict]:
-    """Write one CIF per crystal and ``summary.csv`` to ``out``; returns the summary rows."""
+def write_generated(crystals: Sequence[Crystal], out: str | os.PathLike, checks: Sequence | None = None,
+                    symprec: float = 0.1) -> list[dict]:
+    """Write one CIF per crystal and ``summary.csv`` to ``out`` (created when missing; check it
+    first with :func:`crystalflow.outputs.prepare_output_dir`) and list them in its manifest;
+    returns the summary rows (``checks``: the crystals' checks, computed when not given)."""
+    from crystalflow.outputs import record_outputs, safe_stems
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    names = []
-    for k, c in enumerate(crystals):
-        s = c.to_structure()
-        name = f"{k:04d}_{s.composition.reduced_formula}.cif"
+    structures = [c.to_structure() for c in crystals]
+    stems = safe_stems([f"{k:04d}_{s.composition.reduced_formula}" for k, s in enumerate(structures)])
+    names = [f"{stem}.cif" for stem in stems]
+    for name, s in zip(names, structures):
         write_text_atomic(out / name, s.to(fmt="cif"))
-        names.append(name)
-    rows = summary_rows(crystals, names, symprec)
-    tmp = out / ".summary.csv.tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, out / "summary.csv")
+    record_outputs(out, names)
+    rows = summary_rows(crystals, names, checks, symprec)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(out / "summary.csv", text.getvalue())
+    record_outputs(out, ["summary.csv"])
     return rows
 
 
@@ -216,7 +298,8 @@ def generate(
     space_group: int | None = None, num: int = 16, *, elements: str | Sequence[str] | None = None,
     num_atoms: int | None = None, steps: int | None = None, seed: int = 0,
     checkpoint: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
-    batch_size: int = 128, device: str | torch.device = "cpu", progress: bool = False,
+    overwrite: bool = False, retries: int = 3, batch_size: int = 128,
+    device: str | torch.device = "cpu", progress: bool = False,
 ) -> list[Crystal]:
     """Generate new crystals, optionally in a space group, chemical system and cell size.
 
@@ -228,13 +311,21 @@ def generate(
         steps: joint Euler steps (default: the checkpoint's).
         seed: random seed (same seed, same crystals).
         checkpoint: path or bundled name (default: ``dng_mp_20.pt``).
-        out: if given, write ``NNNN_<formula>.cif`` files and ``summary.csv`` there.
+        out: if given, write ``NNNN_<formula>.cif`` files and ``summary.csv`` there (checked
+            before sampling: it must be empty unless ``overwrite``, see
+            :func:`crystalflow.outputs.prepare_output_dir`).
+        overwrite: replace the files a previous run wrote to ``out``.
+        retries: re-sampling rounds for crystals that miss an element or fail the space-group /
+            distance check (see :func:`generate_crystals`).
 
     Returns:
-        The crystals (conventional cells; ``Crystal.to_structure()`` for pymatgen).
+        The crystals (conventional cells; ``Crystal.to_structure()`` for pymatgen). Those that
+        still fail their check are returned too and flagged in ``summary.csv`` (``ok``,
+        ``problem``).
 
     Raises:
-        InputError: bad space group or element, or no compatible training template.
+        InputError: bad space group or element, no compatible training template, or an output
+            folder that is not usable.
     """
     from crystalflow.symmetry.groups import check_space_group_number
 
@@ -242,8 +333,14 @@ def generate(
         space_group = check_space_group_number(space_group)
     zs = parse_elements(elements)
     flow, dist = _load(None if checkpoint is None else str(checkpoint), str(device))
-    res = generate_crystals(flow, dist, num, space_group=space_group, elements=zs, num_atoms=num_atoms,
-                            steps=steps, seed=seed, batch_size=batch_size, device=device, progress=progress)
     if out is not None:
-        write_generated(res.crystals, out)
+        from crystalflow.outputs import prepare_output_dir
+
+        select_skeletons(dist, flow.allowed, space_group, zs, num_atoms)  # refuse before creating out
+        out = prepare_output_dir(out, overwrite=overwrite)
+    res = generate_crystals(flow, dist, num, space_group=space_group, elements=zs, num_atoms=num_atoms,
+                            steps=steps, seed=seed, batch_size=batch_size, retries=retries,
+                            device=device, progress=progress)
+    if out is not None:
+        write_generated(res.crystals, out, res.checks)
     return res.crystals

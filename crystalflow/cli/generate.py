@@ -4,59 +4,84 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+
+from crystalflow.cli._checks import nonnegative_int, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "generate", help="generate new crystals in a space group (de-novo generation)",
         description="Generate crystals with the DNG flow: one CIF per structure in OUT plus "
-                    "OUT/summary.csv (formula, spglib space group at symprec 0.1, volume per atom).",
+                    "OUT/summary.csv (formula, spglib space group at symprec 0.1, volume per atom, "
+                    "and the check of each structure: ok, problem, min_distance). Structures that "
+                    "fail the check are written, flagged and counted on stderr.",
     )
     p.add_argument("--space-group", type=int, metavar="N",
                    help="space group 1-230 (default: sampled from the training distribution)")
-    p.add_argument("--num", type=int, default=16, help="number of structures (default 16)")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--num", type=positive_int, default=16, help="number of structures (default 16)")
+    p.add_argument("--out", required=True, help="output directory (new or empty, see --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty OUT, removing the files a previous run wrote there")
     p.add_argument("--elements", help="chemical system, e.g. Li,Fe,P,O (each element occurs, no other)")
-    p.add_argument("--num-atoms", type=int, help="atoms in the conventional cell")
-    p.add_argument("--steps", type=int, help="joint Euler steps (default: the checkpoint's)")
+    p.add_argument("--num-atoms", type=positive_int, help="atoms in the conventional cell")
+    p.add_argument("--steps", type=positive_int, help="joint Euler steps (default: the checkpoint's)")
+    p.add_argument("--retries", type=nonnegative_int, default=3,
+                   help="rounds re-sampling structures that miss an element or, with --space-group, "
+                        "fail the check (other spglib group, atoms < 0.5 A apart); default 3")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", help="checkpoint path or bundled name (default: dng_mp_20.pt)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON lines")
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as JSON lines on stdout (notes go to stderr)")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+def _print_table(rows: list[dict]) -> None:
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+    print("  ".join(c.ljust(widths[c]) for c in cols))
+    for r in rows:
+        print("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
 
+
+def run(args: argparse.Namespace) -> int:
     from crystalflow.generation import (
-        _load, generate_crystals, parse_elements, write_generated,
+        _load, generate_crystals, parse_elements, select_skeletons, write_generated,
     )
+    from crystalflow.outputs import prepare_output_dir
     from crystalflow.symmetry.groups import check_space_group_number
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     sg = None if args.space_group is None else check_space_group_number(args.space_group)
     elements = parse_elements(args.elements)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     flow, dist = _load(args.checkpoint, "cpu")
+    select_skeletons(dist, flow.allowed, sg, elements, args.num_atoms)  # refuse a request before --out
+    out = prepare_output_dir(args.out, overwrite=args.overwrite)
     res = generate_crystals(flow, dist, args.num, space_group=sg, elements=elements,
                             num_atoms=args.num_atoms, steps=args.steps, seed=args.seed,
-                            batch_size=args.batch_size)
-    rows = write_generated(res.crystals, args.out)
+                            batch_size=args.batch_size, retries=args.retries)
+    rows = write_generated(res.crystals, out, res.checks)
     if args.json:
         for r in rows:
             print(json.dumps(r))
     else:
-        cols = list(rows[0])
-        widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
-        print("  ".join(c.ljust(widths[c]) for c in cols))
-        for r in rows:
-            print("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
+        _print_table(rows)
+    notes = sys.stderr if args.json else sys.stdout
     if sg is not None:
         hit = sum(r["space_group"] == sg for r in rows)
-        print(f"{hit}/{len(rows)} structures have space group {sg} (spglib, symprec 0.1)")
+        print(f"{hit}/{len(rows)} structures have space group {sg} (spglib, symprec 0.1)", file=notes)
+    if res.resampled:
+        print(f"{res.resampled} structure(s) were re-sampled after failing the check", file=notes)
     if res.repaired:
-        print(f"{len(res.repaired)} structure(s) needed the element-coverage fallback")
-    print(f"wrote {len(rows)} CIF files and summary.csv to {args.out}")
+        print(f"{len(res.repaired)} structure(s) needed the element-coverage fallback", file=notes)
+    failed = res.failed
+    if failed:
+        print(f"warning: {len(failed)} of {len(rows)} structures failed the check "
+              f"(ok=False, see 'problem' in {out / 'summary.csv'})", file=sys.stderr)
+    print(f"wrote {len(rows)} CIF files and summary.csv to {out}", file=notes)
     return 0
