@@ -13,11 +13,12 @@ Generation" (ICLR 2022), as implemented in CDVAE's ``scripts/eval_utils.py`` and
   combination of SMACT oxidation states that is charge neutral in exactly these proportions and
   passes the Pauling electronegativity test (cations less electronegative than anions).
 
-SMACT >= 3 changed two defaults that CDVAE relied on; this module pins CDVAE's behaviour:
-``Element.oxidation_states`` now holds the ICSD-24 list, so we read ``oxidation_states_smact14``
-(the default list of SMACT 2.x, data file ``oxidation_states.txt``); and SMACT's Pauling test now
-fails on a missing electronegativity, where SMACT 2.x raised ``TypeError`` and CDVAE then accepted
-the combination, so the test is re-stated here with the old semantics.
+SMACT >= 3 changed defaults that CDVAE relied on; this module pins the behaviour of SMACT 2.2.1,
+the version CDVAE's environment pins: ``Element.oxidation_states`` now holds the ICSD-24 list, so
+we read ``oxidation_states_smact14`` (the default list of SMACT 2.x, data file
+``oxidation_states.txt``), with the one entry that file changed since 2.2.1 restored (Ir: 2.2.1
+lists -2 where SMACT 4 lists -3, :data:`SMACT_221_OXIDATION_STATES`); and the Pauling test is
+re-stated with 2.2.1's semantics (:func:`_pauling_test_cdvae`).
 """
 
 from __future__ import annotations
@@ -97,6 +98,12 @@ def structure_validity(structure: Structure, cutoff: float = DISTANCE_CUTOFF) ->
     return bool(dmin >= cutoff)
 
 
+#: oxidation states where SMACT 2.2.1's ``oxidation_states.txt`` differs from the ``smact14`` list
+#: later SMACT versions keep (checked file against file for SMACT 2.2.1 and 4.0.2: only Ir differs;
+#: the Pauling electronegativities are identical)
+SMACT_221_OXIDATION_STATES: dict[str, tuple[int, ...]] = {"Ir": (-2, -1, 1, 2, 3, 4, 5, 6, 7, 8)}
+
+
 @functools.lru_cache(maxsize=None)
 def _smact_element_data(symbol: str) -> tuple[tuple[int, ...], float | None]:
     """Oxidation states (SMACT 2.x default list) and Pauling electronegativity of an element."""
@@ -109,24 +116,30 @@ def _smact_element_data(symbol: str) -> tuple[tuple[int, ...], float | None]:
     states = getattr(element, "oxidation_states_smact14", None)
     if states is None and not hasattr(element, "oxidation_states_smact14"):  # SMACT 2.x
         states = element.oxidation_states
+    states = SMACT_221_OXIDATION_STATES.get(symbol, states)
     return tuple(states or ()), element.pauling_eneg
 
 
 def _pauling_test_cdvae(ox_states: Sequence[int], electronegs: Sequence[float | None]) -> bool:
-    """Pauling electronegativity test with the semantics CDVAE saw (SMACT 2.x + ``except TypeError``).
+    """Pauling electronegativity test with the semantics CDVAE saw (SMACT 2.2.1's
+    ``eneg_states_test`` inside CDVAE's ``except TypeError: electroneg_OK = True``).
 
-    Pairs of sites are scanned in order; a cation at least as electronegative as an anion fails.
-    When the first opposite-sign pair that reaches a comparison lacks an electronegativity,
-    SMACT 2.x raised ``TypeError`` and CDVAE counted the combination as passing.
+    Pairs of sites are scanned in order. An opposite-sign pair where the cation is at least as
+    electronegative as the anion fails; an opposite-sign pair lacking an electronegativity made
+    2.2.1 compare ``None`` (``TypeError``), which CDVAE counts as passing; any other pair (same
+    sign or a zero state) lacking an electronegativity fails, as in 2.2.1.
     """
     for (ox1, en1), (ox2, en2) in itertools.combinations(zip(ox_states, electronegs), 2):
+        missing = en1 is None or en2 is None
         if (ox1 > 0 and ox2 < 0) or (ox1 < 0 and ox2 > 0):
-            if en1 is None or en2 is None:
+            if missing:
                 return True
             if ox1 > 0 and en1 >= en2:
                 return False
             if ox1 < 0 and en1 <= en2:
                 return False
+        elif missing:
+            return False
     return True
 
 
