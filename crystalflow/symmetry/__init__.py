@@ -12,6 +12,7 @@ from crystalflow.symmetry.analysis import (
     DEFAULT_SYMPREC,
     SymmetrizedCrystal,
     analyze_structure,
+    build_symmetrized,
     reconstruct_structure,
 )
 from crystalflow.symmetry.average import (
@@ -97,5 +98,6 @@ __all__ = [
     "DEFAULT_SYMPREC",
     "SymmetrizedCrystal",
     "analyze_structure",
+    "build_symmetrized",
     "reconstruct_structure",
 ]

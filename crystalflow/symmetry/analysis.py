@@ -26,7 +26,7 @@ from crystalflow.symmetry.prior import expand_orbits
 from crystalflow.symmetry.template import WyckoffTemplate
 from crystalflow.symmetry.wyckoff import locate_on_wyckoff, wyckoff_position, wyckoff_positions
 
-__all__ = ["SymmetrizedCrystal", "analyze_structure", "reconstruct_structure", "DEFAULT_SYMPREC"]
+__all__ = ["SymmetrizedCrystal", "analyze_structure", "build_symmetrized", "reconstruct_structure", "DEFAULT_SYMPREC"]
 
 #: spglib tolerance (Angstrom) used by the field's CSP benchmark.
 DEFAULT_SYMPREC = 0.1
@@ -183,11 +183,17 @@ def analyze_structure(
     template = WyckoffTemplate(group.number, tuple(letters), tuple(orbit_types))
     params = torch.tensor(Lattice(lat).parameters, dtype=torch.float64)[None]
     lattice = project_lattice(params, torch.tensor([group.number]))[0].numpy()
-    return _build(template, lattice, np.asarray(reps))
+    return build_symmetrized(template, lattice, np.asarray(reps))
 
 
-def _build(template: WyckoffTemplate, lattice: np.ndarray, reps: np.ndarray) -> SymmetrizedCrystal:
-    """Expand representatives (already on their subspaces) into a :class:`SymmetrizedCrystal`."""
+def build_symmetrized(template: WyckoffTemplate, lattice: np.ndarray, reps: np.ndarray) -> SymmetrizedCrystal:
+    """Expand orbit representatives into a :class:`SymmetrizedCrystal`.
+
+    Args:
+        template: space group, letters and element of every orbit.
+        lattice: ``[6]`` lattice parameters on the family constraints.
+        reps: ``[M, 3]`` one point per orbit, already on its Wyckoff subspace.
+    """
     layout = crystal_symmetry(template)
     frac = expand_orbits(torch.as_tensor(reps, dtype=torch.float64), collate_symmetry([layout]))
     return SymmetrizedCrystal(
@@ -242,4 +248,4 @@ def reconstruct_structure(
         wp = wyckoff_position(template.space_group, letter)
         params_u, _ = locate_on_wyckoff(rep[None], wp, lat.matrix @ lat.matrix.T)
         snapped.append(wp.point(params_u[0]))
-    return _build(template, proj, np.asarray(snapped)).to_structure()
+    return build_symmetrized(template, proj, np.asarray(snapped)).to_structure()

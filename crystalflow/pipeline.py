@@ -1,0 +1,419 @@
+"""Composition -> ranked crystal structures: templates, flows and CHGNet (the default ``predict``).
+
+For every target composition (atom counts of the cell):
+
+1. **Propose** (:func:`crystalflow.templates.propose`): library crystals of the same anonymous
+   formula with the target's elements substituted, ranked by chemical distance.
+2. **Candidates**, batched over all compositions:
+   ``template``: each of the top ``templates`` proposals, volume rescaled;
+   ``flow``: space-group flow samples on a proposal's substituted Wyckoff template (from the
+   symmetric prior);
+   ``template-flow``: the same flow started part-way (``start_time``) from the substituted
+   crystal, as DiffCSP++ starts from CSPML templates;
+   ``p1``: samples of the P1 flow (the only source, with ``enumerated`` space-group flow samples
+   on the likeliest space groups' Wyckoff templates, when the library has no crystal of that
+   anonymous formula).
+3. **Rank** by CHGNet energy per atom of the candidate as built (``rank="energy"``), or keep the
+   proposer's order (``rank="similarity"``); ``relax_top`` best candidates optionally relaxed
+   with CHGNet (FIRE) and re-ranked by relaxed energy.
+4. **Check** every returned structure (:func:`crystalflow.checks.check_structure`).
+
+Candidates whose atoms are closer than 0.5 A are never ranked above a valid one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import Sequence
+
+import numpy as np
+import torch
+from pymatgen.core import Element, Structure
+from tqdm.auto import tqdm
+
+from crystalflow.checks import StructureCheck, check_structure
+from crystalflow.errors import InputError
+from crystalflow.metrics.validity import min_interatomic_distance
+from crystalflow.templates import Proposal, TemplateLibrary, centering, load_library, propose
+
+__all__ = ["PipelineConfig", "Candidate", "rank_candidates", "predict_compositions", "FAST", "SOURCES"]
+
+#: candidate sources, in the order summary.csv names them
+SOURCES = ("template", "template-flow", "flow", "enumerated", "p1")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Settings of the composition -> structure pipeline (defaults chosen on MP-20 validation
+    rows held out of the bundled library; see BENCHMARKS.md).
+
+    Attributes:
+        templates: top proposals turned into ``template`` candidates.
+        flow_templates: top proposals that also get flow candidates.
+        flow_samples: ``flow`` samples (from the prior) per flow template.
+        started_samples: ``template-flow`` samples per flow template.
+        start_time: ``t0`` of template-started samples.
+        p1_samples: ``p1`` samples per composition (also when templates exist).
+        fallback_samples: ``p1`` and ``enumerated`` samples per composition without a template.
+        fallback_groups: space groups enumerated for a composition without a template.
+        steps: ODE steps of the flows (``None``: each checkpoint's default).
+        rank: ``"energy"`` (CHGNet) or ``"similarity"`` (proposer order, no CHGNet).
+        relax_top: candidates relaxed with CHGNet after static ranking (0: no relaxation).
+        relax_steps / fmax: FIRE step limit and force threshold (eV/A) of the relaxation.
+        exact_size: only templates at the target's number of formula units.
+        batch_size: crystals per flow batch and per CHGNet batch.
+    """
+
+    templates: int = 5
+    flow_templates: int = 0
+    flow_samples: int = 0
+    started_samples: int = 0
+    start_time: float = 0.8
+    p1_samples: int = 0
+    fallback_samples: int = 4
+    fallback_groups: int = 3
+    steps: int | None = None
+    rank: str = "energy"
+    relax_top: int = 0
+    relax_steps: int = 100
+    fmax: float = 0.1
+    exact_size: bool = False
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("templates", "flow_templates", "flow_samples", "started_samples",
+                     "p1_samples", "fallback_samples", "fallback_groups", "relax_top"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.templates + self.fallback_samples < 1:
+            raise InputError("the pipeline needs templates >= 1 or fallback samples >= 1")
+        if not 0.0 <= self.start_time < 1.0:
+            raise InputError(f"start-time must be in [0, 1), got {self.start_time}")
+        if self.rank not in ("energy", "similarity"):
+            raise InputError(f"rank must be 'energy' or 'similarity', got {self.rank!r}")
+        if self.relax_top and self.rank != "energy":
+            raise InputError("relaxation re-ranks by CHGNet energy: use rank='energy'")
+        for name in ("relax_steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.steps is not None and self.steps < 1:
+            raise InputError(f"steps must be >= 1, got {self.steps}")
+        if self.fmax <= 0:
+            raise InputError(f"fmax must be > 0, got {self.fmax}")
+
+
+#: the ``--fast`` setting: substituted templates ranked by CHGNet static energy, nothing else
+FAST = PipelineConfig(templates=3, fallback_samples=2, fallback_groups=2)
+
+
+@dataclass
+class Candidate:
+    """One candidate structure of a composition.
+
+    Attributes:
+        structure: the crystal (primitive cell).
+        source: one of :data:`SOURCES`.
+        template: prototype label (``"<space group> El:<mult><letter> ..."``), '' for ``p1``.
+        template_id: material id of the library crystal it came from ('' if none).
+        distance: the proposal's chemical distance (``None`` without a template).
+        proposal_rank: rank of its proposal (0 = best; large for ``p1`` / ``enumerated``).
+        energy: CHGNet energy per atom (eV/atom) as built, ``None`` if not computed or failed.
+        relaxed_energy: after CHGNet relaxation, ``None`` if not relaxed.
+        check: the output check, set on the returned structures.
+    """
+
+    structure: Structure
+    source: str
+    template: str = ""
+    template_id: str = ""
+    distance: float | None = None
+    proposal_rank: int = 10**6
+    energy: float | None = None
+    relaxed_energy: float | None = None
+    min_distance: float = field(default=float("nan"))
+    check: StructureCheck | None = None
+
+    @property
+    def score(self) -> float:
+        """Ranking energy: relaxed when available, else static; ``inf`` when unknown."""
+        e = self.relaxed_energy if self.relaxed_energy is not None else self.energy
+        return math.inf if e is None or not math.isfinite(e) else e
+
+
+def _primitive(structure: Structure) -> Structure:
+    try:
+        prim = structure.get_primitive_structure(tolerance=0.1)
+        return prim if len(prim) <= len(structure) else structure
+    except Exception:
+        return structure
+
+
+def _flow_structures(flow, templates: Sequence, start: list | None, config: PipelineConfig,
+                     seed: int, progress: bool, desc: str) -> list[Structure]:
+    """Space-group flow samples, one per template (optionally template-started), batched."""
+    gen = torch.Generator().manual_seed(seed)
+    out: list[Structure] = []
+    bs = config.batch_size
+    for lo in tqdm(range(0, len(templates), bs), disable=not progress, desc=desc, unit="batch"):
+        chunk = list(templates[lo:lo + bs])
+        kwargs = {}
+        if start is not None:
+            part = start[lo:lo + bs]
+            kwargs = dict(start={
+                "representatives": torch.as_tensor(np.concatenate([p[0] for p in part])),
+                "lattice": torch.as_tensor(np.stack([p[1] for p in part])),
+            }, start_time=config.start_time)
+        result = flow.sample(chunk, steps=config.steps, generator=gen, **kwargs)
+        out.extend(c.to_structure() for c in result.to_crystals())
+    return out
+
+
+def _fallback_templates(library: TemplateLibrary, counts: dict[int, int], groups: int,
+                        max_atoms: int | None) -> list:
+    """Wyckoff templates of the library's likeliest space groups for this number of elements,
+    whose primitive cell holds the target's atoms."""
+    from crystalflow.prediction import templates_for
+
+    n_el = len(counts)
+    freq = library.space_group_counts.get(n_el) or library.space_group_counts.get(
+        min(library.space_group_counts, key=lambda k: abs(k - n_el)), {})
+    formula = "".join(f"{Element.from_Z(z).symbol}{n}" for z, n in counts.items())
+    total = sum(counts.values())
+    out = []
+    for sg, _ in sorted(freq.items(), key=lambda kv: -kv[1]):
+        if len(out) >= groups:
+            break
+        try:
+            found = templates_for(formula, sg, max_atoms=max_atoms, limit=64)
+        except InputError:
+            continue
+        found = [t for t in found if t.num_atoms // centering(sg) == total]
+        if found:
+            out.append(found[0])
+    return out
+
+
+def _energies(cands: list[Candidate], config: PipelineConfig, progress: bool) -> None:
+    """CHGNet static energy per atom of every valid candidate (in place), batched."""
+    from crystalflow.metrics.energy import static_energies
+
+    todo = [c for c in cands if c.min_distance >= 0.5]
+    energies = static_energies([c.structure for c in todo], batch_size=config.batch_size,
+                               progress=progress)
+    for c, e in zip(todo, energies):
+        c.energy = e
+
+
+def rank_candidates(cands: list[Candidate], config: PipelineConfig) -> list[Candidate]:
+    """Candidates best first: valid before invalid, then by energy (``rank="energy"``) or by the
+    proposer's order (``rank="similarity"``); ties keep the proposer's order."""
+    def key(c: Candidate):
+        invalid = not c.min_distance >= 0.5
+        if config.rank == "energy":
+            return (invalid, c.score, c.proposal_rank)
+        return (invalid, c.proposal_rank, SOURCES.index(c.source))
+    return sorted(cands, key=key)
+
+
+def _dedupe(ranked: list[Candidate], tol: float = 1e-4) -> list[Candidate]:
+    """Drop a candidate that repeats the one before it (same formula, same energy within ``tol``
+    eV/atom, same number of atoms): the same crystal reached twice."""
+    out: list[Candidate] = []
+    for c in ranked:
+        if out and c.energy is not None and out[-1].energy is not None \
+                and abs(c.energy - out[-1].energy) < tol and len(c.structure) == len(out[-1].structure):
+            continue
+        out.append(c)
+    return out
+
+
+def predict_compositions(
+    compositions: Sequence[dict[int, int]], *, config: PipelineConfig = PipelineConfig(),
+    num_outputs: int = 1, library: TemplateLibrary | str | os.PathLike | None = None,
+    sg_checkpoint: str | None = None, p1_checkpoint: str | None = None, seed: int = 0,
+    progress: bool = True, keep_all: bool = False,
+) -> list[list[Candidate]]:
+    """Ranked structures for each composition (``{Z: atoms in the cell}``).
+
+    Args:
+        compositions: target cells.
+        config: the pipeline's settings.
+        num_outputs: structures returned per composition (best first, checked).
+        library: a :class:`TemplateLibrary`, a path, or ``None`` for the bundled MP-20 library.
+        sg_checkpoint / p1_checkpoint: flows (default: the bundled MP-20 ones).
+        seed: seed of every flow sample.
+        keep_all: return every ranked candidate (benchmarks), not only ``num_outputs``.
+
+    Returns:
+        Per composition, its candidates best first (at least one unless every candidate failed
+        to build).
+    """
+    from crystalflow.pretrained import load_pretrained
+
+    if num_outputs < 1:
+        raise InputError(f"--num-samples must be >= 1, got {num_outputs}")
+    lib = library if isinstance(library, TemplateLibrary) else load_library(library)
+    per: list[list[Candidate]] = [[] for _ in compositions]
+    proposals: list[list[Proposal]] = []
+    for counts in tqdm(compositions, disable=not progress, desc="templates", unit="comp"):
+        proposals.append(propose(lib, counts, top=max(config.templates, config.flow_templates),
+                                 exact_size=config.exact_size))
+    # (a) substituted templates
+    for i, props in enumerate(proposals):
+        for r, p in enumerate(props[:config.templates]):
+            try:
+                s = p.structure(lib)
+            except InputError:
+                continue
+            per[i].append(Candidate(s, "template", p.label, p.entry.material_id, p.distance, r))
+    # (b, c) space-group flow on the top proposals; enumerated templates without a library match
+    jobs: list[tuple[int, str, object, tuple | None, Proposal | None, int]] = []
+    sg_flow = max_sg = None
+    need_sg = (config.flow_templates and (config.flow_samples or config.started_samples)) or \
+        (config.fallback_samples and any(not p for p in proposals))
+    if need_sg:
+        sg_flow, sg_ckpt = load_pretrained(sg_checkpoint, task="sgcsp")
+        max_sg = sg_ckpt.stats.get("max_atoms")
+    for i, props in enumerate(proposals):
+        for r, p in enumerate(props[:config.flow_templates]):
+            if max_sg is not None and p.template.num_atoms > max_sg:
+                continue
+            start = (p.entry.representatives, p.lattice(lib))
+            jobs += [(i, "flow", p.template, None, p, r)] * config.flow_samples
+            jobs += [(i, "template-flow", p.template, start, p, r)] * config.started_samples
+        if not props and config.fallback_samples:
+            fb = _fallback_templates(lib, compositions[i], config.fallback_groups, max_sg)
+            for k in range(config.fallback_samples):
+                if fb:
+                    jobs.append((i, "enumerated", fb[k % len(fb)], None, None, 10**6))
+    for kind in ("flow", "template-flow", "enumerated"):
+        sel = [j for j in jobs if j[1] == kind]
+        if not sel:
+            continue
+        starts = [j[3] for j in sel] if kind == "template-flow" else None
+        structures = _flow_structures(sg_flow, [j[2] for j in sel], starts, config, seed,
+                                      progress, f"{kind} samples")
+        for (i, _, t, _, p, r), s in zip(sel, structures):
+            per[i].append(Candidate(s, kind, p.label if p else _template_label(t),
+                                    p.entry.material_id if p else "",
+                                    p.distance if p else None, r))
+    # (d) P1 flow
+    p1_jobs = [i for i, props in enumerate(proposals)
+               for _ in range(config.p1_samples if props else config.fallback_samples)]
+    if p1_jobs:
+        from crystalflow.prediction import sample_structures
+
+        p1_flow, p1_ckpt = load_pretrained(p1_checkpoint, task="csp")
+        max_p1 = p1_ckpt.stats.get("max_atoms")
+        p1_jobs = [i for i in p1_jobs if max_p1 is None or sum(compositions[i].values()) <= max_p1]
+        types = [sorted(z for z, n in compositions[i].items() for _ in range(n)) for i in p1_jobs]
+        crystals = sample_structures(p1_flow, types, seed=seed, batch_size=config.batch_size,
+                                     progress=progress)
+        for i, c in zip(p1_jobs, crystals):
+            per[i].append(Candidate(c.to_structure(), "p1"))
+    # primitive cells, distances, energies, ranking
+    flat = [c for cands in per for c in cands]
+    for c in tqdm(flat, disable=not progress, desc="checking", unit="cand", leave=False):
+        c.structure = _primitive(c.structure)
+        c.min_distance = float(min_interatomic_distance(c.structure))
+    if config.rank == "energy":
+        _energies(flat, config, progress)
+    ranked = [_dedupe(rank_candidates(cands, config)) for cands in per]
+    if config.relax_top:
+        _relax(ranked, config, progress)
+        ranked = [rank_candidates(cands, config) for cands in ranked]
+    out = ranked if keep_all else [cands[:num_outputs] for cands in ranked]
+    for cands in out:
+        for c in cands[:num_outputs]:
+            c.check = check_structure(c.structure)
+    return out
+
+
+def _template_label(t) -> str:
+    from crystalflow.templates.proposer import _mult
+
+    return f"{t.space_group} " + " ".join(f"{Element.from_Z(z).symbol}:{_mult(t.space_group, l)}{l}"
+                                          for l, z in zip(t.letters, t.atom_types))
+
+
+def _relax(ranked: list[list[Candidate]], config: PipelineConfig, progress: bool) -> None:
+    """Relax the ``relax_top`` best valid candidates of every composition with CHGNet."""
+    from crystalflow.metrics.energy import relax_many
+
+    todo = [c for cands in ranked for c in cands[:config.relax_top] if c.min_distance >= 0.5]
+    results = relax_many([c.structure for c in todo], steps=config.relax_steps, fmax=config.fmax,
+                         progress=progress)
+    for c, res in zip(todo, results):
+        if res.error is None and math.isfinite(res.energy_per_atom):
+            c.structure = res.structure
+            c.relaxed_energy = res.energy_per_atom
+            c.min_distance = float(min_interatomic_distance(c.structure))
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+#: columns of summary.csv, one row per written structure
+SUMMARY_COLUMNS = ("id", "rank", "file", "formula", "num_atoms", "source", "template",
+                   "template_id", "distance", "energy_per_atom", "relaxed_energy_per_atom",
+                   "space_group", "min_distance", "structure_valid", "composition_valid", "ok",
+                   "problem")
+
+
+def write_ranked(out_dir: str | os.PathLike, stems: Sequence[str],
+                 ranked: Sequence[Sequence[Candidate]], num_outputs: int) -> list[dict]:
+    """Write each composition's best structures and return their summary rows.
+
+    ``num_outputs == 1``: ``<stem>.cif``; otherwise ``<stem>_<k>.cif`` for k = 0..K-1 (never both,
+    so an evaluation never counts the best structure twice). Files are written atomically and
+    recorded in the folder's manifest (:func:`crystalflow.outputs.record_outputs`).
+    """
+    from pathlib import Path
+
+    from crystalflow.crystals.crystal import write_text_atomic
+    from crystalflow.outputs import record_outputs
+
+    out = Path(out_dir)
+    rows, names = [], []
+    for stem, cands in zip(stems, ranked):
+        for k, c in enumerate(cands[:num_outputs]):
+            name = f"{stem}.cif" if num_outputs == 1 else f"{stem}_{k}.cif"
+            write_text_atomic(out / name, c.structure.to(fmt="cif"))
+            names.append(name)
+            check = c.check or check_structure(c.structure)
+            rows.append({
+                "id": stem, "rank": k, "file": name,
+                "formula": c.structure.composition.formula.replace(" ", ""),
+                "num_atoms": len(c.structure), "source": c.source, "template": c.template,
+                "template_id": c.template_id, "distance": _round(c.distance),
+                "energy_per_atom": _round(c.energy), "relaxed_energy_per_atom": _round(c.relaxed_energy),
+                "space_group": check.space_group, "min_distance": round(check.min_distance, 4),
+                "structure_valid": check.structure_valid,
+                "composition_valid": check.composition_valid, "ok": check.ok,
+                "problem": check.problem,
+            })
+    record_outputs(out, names)
+    return rows
+
+
+def write_summary(out_dir: str | os.PathLike, rows: Sequence[dict]) -> None:
+    """``summary.csv`` with :data:`SUMMARY_COLUMNS`, written atomically."""
+    import csv
+    import io
+    from pathlib import Path
+
+    from crystalflow.crystals.crystal import write_text_atomic
+    from crystalflow.outputs import record_outputs
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(Path(out_dir) / "summary.csv", buf.getvalue())
+    record_outputs(out_dir, ["summary.csv"])
+
+
+def _round(x: float | None, digits: int = 5) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(float(x), digits)

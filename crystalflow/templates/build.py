@@ -1,0 +1,98 @@
+"""Building a template library from CSV files (CDVAE layout) and folders of CIF files."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from crystalflow.crystals.dataset import read_cif_table
+from crystalflow.errors import InputError
+from crystalflow.symmetry import DEFAULT_SYMPREC
+from crystalflow.templates.library import TemplateLibrary
+
+__all__ = ["build_library", "excluded_ids"]
+
+
+def _folder_dataset(folder: Path, symprec: float, progress: bool):
+    """A :class:`SymmetricDataset` of every ``*.cif`` in ``folder`` (ids: file stems)."""
+    from pymatgen.core import Structure
+
+    from crystalflow.crystals.symmetric import SymmetricDataset
+    from crystalflow.symmetry import analyze_structure
+
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".cif")
+    if not files:
+        raise InputError(f"{folder} holds no .cif files")
+    fracs, lats, types, nums, templates, ids = [], [], [], [], [], []
+    skipped = 0
+    for path in tqdm(files, disable=not progress, desc="analysing CIFs", unit="file"):
+        try:
+            s = analyze_structure(Structure.from_file(path), symprec=symprec)
+        except Exception as exc:  # one bad file must not stop the build
+            warnings.warn(f"skipping {path.name}: {exc}")
+            skipped += 1
+            continue
+        fracs.append(torch.as_tensor(s.frac))
+        lats.append(torch.as_tensor(s.lattice))
+        types.append(torch.as_tensor(s.atom_types))
+        nums.append(len(s.atom_types))
+        templates.append(s.template)
+        ids.append(path.stem)
+    if not templates:
+        raise InputError(f"no CIF in {folder} could be analysed")
+    return SymmetricDataset(frac=torch.cat(fracs), lattice=torch.stack(lats),
+                            atom_types=torch.cat(types), num_atoms=torch.tensor(nums),
+                            templates=tuple(templates), material_ids=tuple(ids), skipped=skipped)
+
+
+def excluded_ids(spec: str) -> set[str]:
+    """Material ids named by an exclusion: ``file.csv[.gz]`` (all rows) or ``file.csv:N`` (its
+    first ``N`` rows)."""
+    path, _, n = spec.rpartition(":") if ":" in spec and spec.rsplit(":", 1)[1].isdigit() else (spec, "", "")
+    table = read_cif_table(path)
+    if n:
+        table = table.iloc[:int(n)]
+    return {str(m) for m in table["material_id"]}
+
+
+def build_library(sources: Sequence[str | os.PathLike], out: str | os.PathLike, *,
+                  exclude: Sequence[str] = (), symprec: float = DEFAULT_SYMPREC, workers: int = 1,
+                  progress: bool = True) -> TemplateLibrary:
+    """Analyse every source (CSV with ``material_id`` and ``cif`` columns, or a folder of CIFs)
+    and write the library to ``out``.
+
+    Args:
+        sources: CSV files (gzip ok) or folders of ``.cif`` files.
+        out: the library file to write.
+        exclude: specs of :func:`excluded_ids`; those crystals are left out (benchmark hygiene).
+        symprec: spglib tolerance (A) of the analysis.
+        workers: processes for the spglib analysis of CSV rows (cached on disk).
+
+    Raises:
+        InputError: a source does not exist or nothing could be analysed.
+    """
+    from crystalflow.crystals.symmetric import SymmetricDataset
+
+    datasets, names = [], []
+    for src in sources:
+        path = Path(src)
+        if path.is_dir():
+            datasets.append(_folder_dataset(path, symprec, progress))
+        elif path.is_file():
+            datasets.append(SymmetricDataset.from_csv(path, symprec=symprec, workers=workers,
+                                                      progress=progress))
+        else:
+            raise InputError(f"no such file or folder: {path}")
+        names.append(f"{path.name} ({len(datasets[-1])} crystals)")
+    drop: set[str] = set()
+    for spec in exclude:
+        drop |= excluded_ids(spec)
+        names.append(f"minus {Path(spec).name}")
+    lib = TemplateLibrary.from_symmetric(datasets, exclude=drop, sources=names)
+    lib.save(out)
+    return lib
