@@ -57,7 +57,7 @@ def _print_table(title: str, rows: dict[str, Any]) -> None:
 def run_csp(args: argparse.Namespace) -> int:
     """``crystalflow evaluate csp``."""
     from crystalflow.metrics._parallel import parallel_map
-    from crystalflow.metrics.csp import aggregate_csp_scores, score_cif_task
+    from crystalflow.metrics.csp import aggregate_csp_scores, score_reference_task
     from crystalflow.metrics.io import group_csp_predictions, read_reference_table
 
     table = read_reference_table(args.reference, args.limit)
@@ -73,8 +73,15 @@ def run_csp(args: argparse.Namespace) -> int:
     symprec = args.symprec if args.space_group else None
     tasks = [(cif, [str(p) for p in groups[i]], symprec) for i, cif in zip(ids, table["cif"])]
     results = parallel_map(
-        score_cif_task, tasks, workers=args.workers, progress=not args.no_progress, desc="csp"
+        score_reference_task, tasks, workers=args.workers, progress=not args.no_progress, desc="csp"
     )
+    bad_refs = [(i, r) for i, r in zip(ids, results) if isinstance(r, str)]
+    for i, reason in bad_refs:
+        _warn(f"reference {i}: {reason} (row skipped, not counted)")
+    if len(bad_refs) == len(ids):
+        raise InputError(f"no reference row of {args.reference} is readable")
+    kept = [(i, r) for i, r in zip(ids, results) if not isinstance(r, str)]
+    ids, results = [i for i, _ in kept], [r for _, r in kept]
     unreadable = [b for _, bad, _ in results for b in bad]
     for path, reason in unreadable:
         _warn(f"{path}: {reason} (counted as a miss)")
@@ -91,6 +98,7 @@ def run_csp(args: argparse.Namespace) -> int:
         print(_json_line(rows))
     else:
         rows["unreadable_files"] = len(unreadable)
+        rows["unreadable_references"] = len(bad_refs)
         _print_table(
             f"CSP metrics ({Path(args.reference).name}; a match needs a valid sample)", rows
         )
@@ -272,7 +280,7 @@ def _add_stability(sub: argparse._SubParsersAction) -> None:
         "stability", help="CHGNet relaxation, energy above a CHGNet hull, S.U.N. rates",
         description=(
             "Relax each sample with CHGNet, compute E_hull against the cached CHGNet reference hull "
-            "(NOT a DFT hull) and report the fractions below 0.0 and 0.1 eV/atom."
+            "(NOT a DFT hull) and report the fractions on the hull (E_hull <= 1e-6) and below 0.1 eV/atom."
         ),
     )
     p.add_argument("--samples", required=True, type=Path, help="directory of .cif files")

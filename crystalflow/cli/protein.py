@@ -51,7 +51,7 @@ def _register_train(psub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=positive_int, default=20000)
     p.add_argument("--max-minutes", type=positive_float, default=None, help="stop after this wall time")
     p.add_argument("--batch-size", type=positive_int, default=8)
-    p.add_argument("--lr", type=positive_float, default=5e-4)
+    p.add_argument("--lr", type=nonnegative_float, default=5e-4)
     p.add_argument("--warmup-steps", type=nonnegative_int, default=200)
     p.add_argument("--ema-decay", type=probability, default=0.999)
     p.add_argument("--rot-weight", type=nonnegative_float, default=0.5)
@@ -112,7 +112,9 @@ def _register_generate(psub: argparse._SubParsersAction) -> None:
                                     "and write OUT/sample_<length>_<i>.pdb (poly-GLY backbones).")
     p.add_argument("--length", type=positive_int, nargs="+", required=True, help="chain length(s)")
     p.add_argument("--num", type=positive_int, default=4, help="samples per length")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output directory (new or empty, see --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty OUT, removing the files a previous run wrote there")
     p.add_argument("--checkpoint", default=None, help="checkpoint path or bundled name")
     p.add_argument("--steps", type=positive_int, default=None, help="ODE steps (default: checkpoint's)")
     p.add_argument("--method", default=None, choices=["euler", "midpoint", "rk4"])
@@ -125,17 +127,17 @@ def _register_generate(psub: argparse._SubParsersAction) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from crystalflow.errors import InputError
+    from crystalflow.outputs import prepare_output_dir, record_outputs
+    from crystalflow.proteins.flow import check_lengths
     from crystalflow.proteins.generate import generate_backbones
     from crystalflow.proteins.io import write_pdb
     from crystalflow.proteins.metrics import ca_ca_in_range
     from crystalflow.proteins.pretrained import load_protein_flow
 
     _threads(args)
-    if args.num < 1:
-        raise InputError("--num must be at least 1")
     flow, _ = load_protein_flow(args.checkpoint)
-    out = Path(args.out)
+    check_lengths(args.length, flow.config.min_length, flow.config.max_length)
+    out = prepare_output_dir(args.out, overwrite=args.overwrite)
     written, fractions = [], []
     for length in args.length:
         chains = generate_backbones(flow, [length] * args.num, steps=args.steps, method=args.method,
@@ -144,6 +146,7 @@ def run_generate(args: argparse.Namespace) -> int:
         for i, atoms in enumerate(chains):
             path = out / f"sample_{length}_{i}.pdb"
             write_pdb(path, atoms)
+            record_outputs(out, [path.name])
             written.append(str(path))
             fractions.append(ca_ca_in_range(atoms[:, 1]))
     print(json.dumps({"written": written, "ca_ca_in_3.6_4.0": round(sum(fractions) / len(fractions), 4)}))

@@ -145,6 +145,17 @@ def score_cif_task(
     return score_samples(samples, reference), bad, same_group
 
 
+def score_reference_task(task: tuple[str, Sequence[str], float | None]) -> tuple | str:
+    """Worker: :func:`score_cif_task`, or the reason (a string) when the reference CIF itself is
+    unreadable, so that one bad reference row skips that row instead of aborting the evaluation."""
+    from crystalflow.errors import DataError
+
+    try:
+        return score_cif_task(task)
+    except DataError as exc:
+        return str(exc)
+
+
 def _score_reference(task: tuple[Sequence[Structure | None], Structure]) -> list[tuple[bool, float | None]]:
     """Worker: :func:`score_samples` of one ``(samples, reference)`` task."""
     return score_samples(*task)

@@ -6,9 +6,11 @@ the convex hull of a reference set evaluated with the *same* model
 (:mod:`crystalflow.metrics.hull`). Reported rates use all samples as the denominator (a failed
 relaxation is not stable):
 
-* ``frac_stable``: E_hull < 0.0 eV/atom (FlowMM's "stable");
+* ``frac_stable``: E_hull <= 1e-6 eV/atom (FlowMM's "stable", E_hull <= 0, with a tolerance of
+  :data:`HULL_TOLERANCE` for the hull's floating-point noise: a structure *on* the hull, such as
+  rock-salt NaCl at E_hull = 4e-6, counts as stable);
 * ``frac_metastable``: E_hull < 0.1 eV/atom (MatterGen's "stable" threshold);
-* ``sun_rate``: stable (E_hull < 0.0), unique within the set and novel w.r.t. the training split
+* ``sun_rate``: stable (E_hull <= 1e-6), unique within the set and novel w.r.t. the training split
   (uniqueness and novelty as in :mod:`crystalflow.metrics.novelty`, on relaxed structures);
   ``msun_rate`` is the same with E_hull < 0.1.
 
@@ -32,6 +34,7 @@ from crystalflow.metrics.hull import ReferenceHull
 
 __all__ = [
     "METASTABLE_THRESHOLD",
+    "HULL_TOLERANCE",
     "STABLE_THRESHOLD",
     "StabilityMetrics",
     "StabilityRecord",
@@ -41,8 +44,10 @@ __all__ = [
     "write_stability_csv",
 ]
 
-#: eV/atom: "stable" means strictly below this E_hull
+#: eV/atom: "stable" means an E_hull of at most this plus :data:`HULL_TOLERANCE` (on or below the hull)
 STABLE_THRESHOLD = 0.0
+#: eV/atom: numerical tolerance of "on the hull" (hull energies are differences of float sums)
+HULL_TOLERANCE = 1e-6
 #: eV/atom: "metastable" means strictly below this E_hull
 METASTABLE_THRESHOLD = 0.1
 
@@ -89,7 +94,7 @@ class StabilityMetrics:
     Attributes:
         num_structures: samples given.
         num_evaluated: samples with a finite E_hull.
-        frac_stable: fraction with E_hull < 0.0 eV/atom.
+        frac_stable: fraction with E_hull <= 1e-6 eV/atom (on or below the hull).
         frac_metastable: fraction with E_hull < 0.1 eV/atom.
         mean_e_above_hull: mean finite E_hull (eV/atom).
         median_e_above_hull: median finite E_hull (eV/atom).
@@ -135,7 +140,7 @@ def stability_metrics(
     """Aggregate per-sample records into :class:`StabilityMetrics` (denominator: all samples)."""
     n = len(records)
     ehull = [r.e_above_hull for r in records]
-    stable = [math.isfinite(e) and e < STABLE_THRESHOLD for e in ehull]
+    stable = [math.isfinite(e) and e <= STABLE_THRESHOLD + HULL_TOLERANCE for e in ehull]
     meta = [math.isfinite(e) and e < METASTABLE_THRESHOLD for e in ehull]
     have_un = n > 0 and all(r.unique is not None and r.novel is not None for r in records)
     sun = msun = None

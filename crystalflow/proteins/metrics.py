@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
@@ -172,6 +173,8 @@ def read_chains(directory: str | os.PathLike, min_length: int = 3,
     generated chain is evaluated whole, so its breaks show up in the CA-CA statistics instead of
     being cut away.
 
+    A file that cannot be read (or holds no protein chain) is skipped with a warning naming it.
+
     Raises:
         DataError: the folder holds no structure file; InputError: no usable segment.
     """
@@ -181,8 +184,17 @@ def read_chains(directory: str | os.PathLike, min_length: int = 3,
     if not files:
         raise DataError(f"no structure files (.pdb, .cif, optionally .gz) in {directory}")
     bond = MAX_PEPTIDE_BOND if split_breaks else math.inf
-    out = [s.coords for f in files for ch in read_backbones(f)
-           for s in split_segments(ch, min_length, max_peptide_bond=bond)]
+    out, failures = [], []
+    for f in files:
+        try:
+            chains = read_backbones(f)
+        except (InputError, DataError) as exc:
+            failures.append(str(exc))
+            warnings.warn(f"skipping {f}: {exc}")
+            continue
+        out += [s.coords for ch in chains for s in split_segments(ch, min_length, max_peptide_bond=bond)]
+    if len(failures) == len(files):
+        raise InputError(f"no readable protein structure in {directory}; first problem: {failures[0]}")
     if not out:
         raise InputError(f"no continuous protein segments of >= {min_length} residues in {directory}")
     return out

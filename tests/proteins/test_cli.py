@@ -43,7 +43,8 @@ def test_unsupported_length_is_a_one_line_error(tiny_checkpoint, tmp_path, capsy
     rc = main(["protein", "generate", "--checkpoint", str(tiny_checkpoint), "--length", length,
                "--out", str(tmp_path)])
     err = capsys.readouterr().err
-    assert rc == 2 and err.startswith("error: chain length") and err.count("\n") == 1
+    expected = "error: argument --length" if int(length) < 1 else "error: chain length"
+    assert rc == 2 and err.startswith(expected) and err.count("\n") == 1
     assert not list(tmp_path.glob("*.pdb"))
 
 
@@ -51,7 +52,7 @@ def test_zero_samples_is_a_one_line_error(tiny_checkpoint, tmp_path, capsys):
     rc = main(["protein", "generate", "--checkpoint", str(tiny_checkpoint), "--length", "32",
                "--num", "0", "--out", str(tmp_path)])
     err = capsys.readouterr().err
-    assert rc == 2 and err.startswith("error: --num") and err.count("\n") == 1
+    assert rc == 2 and err.startswith("error: argument --num") and err.count("\n") == 1
 
 
 def test_evaluate_keeps_generated_chains_whole(real_files, tmp_path, capsys):

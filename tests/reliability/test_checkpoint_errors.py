@@ -11,6 +11,7 @@ from crystalflow.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from crystalflow.cli import main
 from crystalflow.errors import CheckpointError
 from crystalflow.pretrained import csp_flow_from_checkpoint, make_csp_checkpoint
+from tests.dng.conftest import tiny_checkpoint  # noqa: F401 (fixture)
 
 
 class Payload:  # a pickled object a weights-only load refuses
@@ -62,12 +63,13 @@ def test_bad_config_is_a_checkpoint_error(tmp_path, field, value):
     assert "\n" not in str(exc.value)
 
 
-def test_bad_config_through_the_cli_is_one_line(tmp_path, capsys):
+def test_bad_config_through_the_cli_is_one_line(tiny_checkpoint, tmp_path, capsys):
     import dataclasses
 
     path = tmp_path / "bad.pt"
-    save_checkpoint(dataclasses.replace(_tiny_csp_checkpoint(), task_config={"bogus": 1}), path)
+    save_checkpoint(dataclasses.replace(load_checkpoint(tiny_checkpoint), task_config={"bogus": 1}), path)
     assert [p.name for p in tmp_path.iterdir()] == ["bad.pt"]  # the save left no temporary file
-    rc = main(["predict", "--composition", "NaCl", "--checkpoint", str(path), "--out", str(tmp_path / "o")])
+    rc = main(["generate", "--num", "2", "--checkpoint", str(path), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
-    assert rc == 2 and err.startswith("error:") and err.count("\n") == 1 and "Traceback" not in err
+    assert rc == 2 and err.startswith("error:") and err.count("\n") == 1 and "bogus" in err
+    assert not (tmp_path / "o").exists()
