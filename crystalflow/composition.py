@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+import re
 import warnings
+from collections.abc import Iterable
 
 from pymatgen.core import Composition, Element
 
 from crystalflow.crystals.crystal import MAX_ATOMIC_NUM
 from crystalflow.errors import InputError
+
+
+#: an element symbol (or a closing bracket) and the amount written after it
+_AMOUNT = re.compile(r"([A-Z][a-z]*|[)\]])\s*(\d+(?:\.\d*)?|\.\d+)?")
+#: symbols pymatgen silently reads as hydrogen
+_ISOTOPES = {"D": "deuterium", "T": "tritium"}
+
+
+def check_formula_text(text: str) -> None:
+    """Refuse what pymatgen would silently change: a zero amount (``Na0Cl`` would become ``Cl``)
+    and the isotope symbols ``D`` / ``T`` (``D2O`` would become ``H2O``).
+
+    Raises:
+        InputError: one line naming the formula and the fix.
+    """
+    for symbol, amount in _AMOUNT.findall(text):
+        if symbol in _ISOTOPES:
+            raise InputError(f"formula {text!r} uses {symbol} ({_ISOTOPES[symbol]}); the models know "
+                             "elements, not isotopes: write H")
+        if amount and float(amount) == 0:
+            what = "a bracketed group" if symbol in ")]" else symbol
+            raise InputError(f"formula {text!r} gives {what} the amount 0; leave it out or give a "
+                             "positive amount")
 
 
 def parse_composition(formula: str | Composition) -> Composition:
@@ -18,6 +43,7 @@ def parse_composition(formula: str | Composition) -> Composition:
         text = str(formula).strip()
         if not text:
             raise InputError("empty formula")
+        check_formula_text(text)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -65,3 +91,33 @@ def atom_types_for(
     for el, amt in sorted(comp.items(), key=lambda kv: kv[0].Z):
         types.extend([el.Z] * int(round(amt)))
     return types
+
+
+def trained_elements(stats: dict) -> frozenset[int] | None:
+    """Atomic numbers a checkpoint saw in training (its ``stats``: ``elements``, or a DNG
+    checkpoint's ``allowed_types``); ``None`` when the checkpoint does not record them."""
+    zs = stats.get("elements", stats.get("allowed_types"))
+    return None if zs is None else frozenset(int(z) for z in zs)
+
+
+def check_trained_elements(atom_types: Iterable[int], stats: dict, *, allow_unseen: bool = False,
+                           option: str = "--allow-unseen-elements") -> None:
+    """Refuse elements the checkpoint never saw in training (its predictions for them are
+    meaningless); nothing is checked when the checkpoint does not record its elements.
+
+    Args:
+        atom_types: atomic numbers of the request.
+        stats: the checkpoint's ``stats``.
+        allow_unseen: skip the check (the user's explicit choice, ``option``).
+
+    Raises:
+        InputError: one line naming the elements and ``option``.
+    """
+    known = trained_elements(stats)
+    if allow_unseen or known is None:
+        return
+    unseen = sorted(set(int(z) for z in atom_types) - known)
+    if unseen:
+        names = ", ".join(Element.from_Z(z).symbol for z in unseen)
+        raise InputError(f"element(s) {names} never occur in the checkpoint's training data; "
+                         f"its structures for them are not meaningful (add {option} to predict anyway)")

@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=positive_int, default=10000)
     p.add_argument("--max-minutes", type=positive_float, default=None, help="stop after this wall time")
     p.add_argument("--batch-size", type=positive_int, default=256)
-    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--lr", type=nonnegative_float, default=1e-3)
     p.add_argument("--align-orbits", action="store_true",
                    help="sgcsp: pair each prior sample with the nearest equivalent point of every "
                         "data orbit (shorter paths; no gain measured on MP-20, see BENCHMARKS.md)")
@@ -140,6 +140,21 @@ def _init_checkpoint(args: argparse.Namespace, task: str):
     return ck
 
 
+def _elements_seen(atom_types, init) -> list[int] | None:
+    """Atomic numbers a run trains on, recorded in the checkpoint so that requests for other
+    elements can be refused; with ``--init-from`` the union with the start checkpoint's
+    (``None``, not recorded, when that checkpoint does not record them)."""
+    from crystalflow.composition import trained_elements
+
+    seen = set(atom_types.tolist())
+    if init is not None:
+        before = trained_elements(init.stats)
+        if before is None:
+            return None
+        seen |= before
+    return sorted(seen)
+
+
 def run_csp(args: argparse.Namespace, info) -> int:
     """Train the P1 CSP flow (one process or one rank of a data-parallel job)."""
     import torch
@@ -167,7 +182,8 @@ def run_csp(args: argparse.Namespace, info) -> int:
         model = build_model(args.model, default_size(args.model, args.hidden, args.layers)).to(info.device)
     flow = CSPFlow(model, chart, CSPConfig(lattice_weight=args.lattice_weight))
     stats = {"lattice_chart": chart.state_dict(), "max_atoms": int(train_set.num_atoms.max()),
-             "dataset": name, "train_size": len(train_set)}
+             "dataset": name, "train_size": len(train_set),
+             "elements": _elements_seen(train_set.atom_types, init)}
     if init is not None:
         stats["init_from"] = str(args.init_from)
         stats["max_atoms"] = max(stats["max_atoms"], int(init.stats.get("max_atoms", 0)))
@@ -250,7 +266,7 @@ def run_sgcsp(args: argparse.Namespace, info=None) -> int:
                                                align_orbits=args.align_orbits))
     stats = {"lattice_chart": chart.state_dict(), "max_atoms": int(train_set.num_atoms.max()),
              "dataset": args.dataset, "train_size": len(train_set), "cell": "conventional",
-             "symprec": 0.1}
+             "symprec": 0.1, "elements": _elements_seen(train_set.atom_types, init)}
     cfg = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
                       val_every=args.val_every, seed=args.seed, max_minutes=args.max_minutes)
     validate = sgcsp_validator(flow, val_set, size=args.val_size, steps=args.val_steps,

@@ -76,6 +76,10 @@ class Crystal:
             raise InputError("disordered structures (partial occupancies) are not supported")
         if len(structure) == 0:
             raise InputError("structure has no sites")
+        if not (np.all(np.isfinite(structure.lattice.matrix)) and np.all(np.isfinite(structure.frac_coords))):
+            raise InputError("lattice or coordinates are not finite numbers (NaN or inf)")
+        if structure.lattice.volume <= 0 or not np.isfinite(structure.lattice.volume):
+            raise InputError("the cell has no volume (degenerate lattice)")
         s = structure.get_reduced_structure() if niggli else structure
         lat = Lattice.from_parameters(*s.lattice.parameters)
         frac = np.mod(s.frac_coords, 1.0)

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from crystalflow.cache import cache_dir, file_sha256
+from crystalflow.cache import cache_dir, file_sha256, read_torch_cache
 from crystalflow.crystals.batch import CrystalBatch
 from crystalflow.crystals.crystal import Crystal
 from crystalflow.errors import DataError, InputError
@@ -139,8 +139,9 @@ class CrystalDataset:
         """
         path = Path(path)
         cache_file = cache_file_for(path, f"{niggli}|{_CACHE_VERSION}")
-        if use_cache and cache_file.exists():
-            return _load_cached(cls, cache_file)
+        cached = _load_cached(cls, cache_file) if use_cache else None
+        if cached is not None:
+            return cached
         rows = read_cif_table(path)
         args = [(cif, mid, niggli) for mid, cif in zip(rows["material_id"], rows["cif"])]
         ds = _parse_rows(cls, args, [f"row {m}" for m in rows["material_id"]], workers, progress,
@@ -171,8 +172,9 @@ class CrystalDataset:
         listing = "|".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
         key = hashlib.sha1(f"{folder.resolve()}|{listing}|{niggli}|{_CACHE_VERSION}".encode()).hexdigest()[:16]
         cache_file = cache_dir() / f"cifdir-{folder.name}-{key}.pt"
-        if use_cache and cache_file.exists():
-            return _load_cached(cls, cache_file)
+        cached = _load_cached(cls, cache_file) if use_cache else None
+        if cached is not None:
+            return cached
         args = []
         for f in files:
             try:
@@ -242,9 +244,10 @@ def _parse_rows(cls, args: list[tuple[str, str, bool]], names: list[str], worker
     return cls.from_crystals(crystals, skipped=len(failures))
 
 
-def _load_cached(cls, cache_file: Path) -> CrystalDataset:
-    blob = torch.load(cache_file, weights_only=True)
-    return cls(**{k: (tuple(v) if k == "material_ids" else v) for k, v in blob.items()})
+def _load_cached(cls, cache_file: Path) -> CrystalDataset | None:
+    """The cached dataset; ``None`` when absent or corrupt (then removed with a warning)."""
+    return read_torch_cache(cache_file, lambda blob: cls(
+        **{k: (tuple(v) if k == "material_ids" else v) for k, v in blob.items()}))
 
 
 def _save_cached(ds: CrystalDataset, cache_file: Path) -> None:

@@ -24,6 +24,7 @@ from typing import Sequence
 
 import torch
 
+from crystalflow.cache import read_torch_cache
 from crystalflow.crystals.batch import CrystalBatch
 from crystalflow.crystals.crystal import MAX_ATOMIC_NUM, structure_from_cif
 from crystalflow.crystals.dataset import (
@@ -181,11 +182,11 @@ class SymmetricDataset:
         """
         path = Path(path)
         cache_file = cache_file_for(path, f"{symprec}|{limit}|sym{_CACHE_VERSION}", kind="sym")
-        if use_cache and cache_file.exists():
-            blob = torch.load(cache_file, weights_only=True)
-            for mid, reason in blob.get("problems", []):  # warn as the first analysis did
+        cached = read_torch_cache(cache_file, lambda blob: (cls._from_blob(blob), blob)) if use_cache else None
+        if cached is not None:
+            for mid, reason in cached[1].get("problems", []):  # warn as the first analysis did
                 warnings.warn(f"skipping row {mid}: {reason}")
-            return cls._from_blob(blob)
+            return cached[0]
         table = read_cif_table(path)
         if limit is not None:
             table = table.iloc[:limit]

@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from crystalflow.cache import cache_dir, file_sha256
+from crystalflow.cache import cache_dir, file_sha256, read_cache
 
 __all__ = ["cache_dir", "cached_arrays", "file_sha256"]
 
@@ -27,12 +28,13 @@ def cached_arrays(
         return compute()
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = cache_dir() / f"{kind}-{digest}.npz"
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                return {k: data[k] for k in data.files}
-        except (OSError, ValueError):
-            pass  # corrupt entry: recompute
+    def read(p: Path) -> dict[str, np.ndarray]:
+        with np.load(p, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+
+    cached = read_cache(path, read)
+    if cached is not None:
+        return cached
     arrays = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")

@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from crystalflow.cache import cache_dir, file_sha256
+from crystalflow.cache import cache_dir, file_sha256, read_torch_cache
 from crystalflow.errors import DataError, InputError
 from crystalflow.proteins.frames import frames_from_atoms
 from crystalflow.proteins.io import find_structure_files, read_backbones, split_segments
@@ -182,10 +182,11 @@ def read_segments(directory: str | os.PathLike, min_length: int = 40,
     if not files:
         raise DataError(f"no structure files in {directory}")
     cache = cache_dir() / f"proteins_{Path(directory).name}_{_cache_key(files, min_length)}.pt"
-    if cache.is_file():
-        blob = torch.load(cache, weights_only=True)
-        return BackboneDataset(blob["coords"], blob["seg_lengths"], tuple(blob["sources"]),
-                               blob["crops"], blob["files"], blob["skipped"])
+    cached = read_torch_cache(cache, lambda blob: BackboneDataset(
+        blob["coords"], blob["seg_lengths"], tuple(blob["sources"]), blob["crops"], blob["files"],
+        blob["skipped"]))
+    if cached is not None:
+        return cached
     coords, lengths, sources, skipped = [], [], [], 0
     for f in tqdm(files, disable=not progress, desc=f"parse {Path(directory).name}", unit="file"):
         try:
