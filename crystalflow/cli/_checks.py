@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import Callable, TypeVar
+
+T = TypeVar("T", int, float)
 
 __all__ = ["fraction", "nonnegative_float", "nonnegative_int", "positive_float", "positive_int",
            "probability"]
@@ -32,49 +35,30 @@ def _float(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
-    """A whole number >= 1 (counts, steps, sizes, threads, workers, limits)."""
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
+def _bounded(convert: Callable[[str], T], ok: Callable[[T], bool], what: str, name: str,
+             doc: str) -> Callable[[str], T]:
+    """An argparse type: ``convert`` the text, then require ``ok`` (error: ``must be <what>``)."""
+
+    def check(text: str) -> T:
+        value = convert(text)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    check.__name__ = check.__qualname__ = name
+    check.__doc__ = doc
+    return check
 
 
-def nonnegative_int(text: str) -> int:
-    """A whole number >= 0 (0 switches the feature off, e.g. ``--val-size 0``)."""
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """A finite number > 0 (learning rates, tolerances, time limits)."""
-    value = _float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    """A finite number >= 0 (loss weights, slopes)."""
-    value = _float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
-    return value
-
-
-def probability(text: str) -> float:
-    """A number in [0, 1] (shares, times on the unit interval, decay rates)."""
-    value = _float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text!r}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """A number strictly between 0 and 1 (a held-out share that must leave both parts non-empty)."""
-    value = _float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number strictly between 0 and 1, got {text!r}")
-    return value
+positive_int = _bounded(_int, lambda v: v >= 1, "a whole number >= 1", "positive_int",
+                        "A whole number >= 1 (counts, steps, sizes, threads, workers, limits).")
+nonnegative_int = _bounded(_int, lambda v: v >= 0, "a whole number >= 0", "nonnegative_int",
+                           "A whole number >= 0 (0 switches the feature off, e.g. ``--val-size 0``).")
+positive_float = _bounded(_float, lambda v: v > 0, "a number > 0", "positive_float",
+                          "A finite number > 0 (tolerances, time limits).")
+nonnegative_float = _bounded(_float, lambda v: v >= 0, "a number >= 0", "nonnegative_float",
+                             "A finite number >= 0 (learning rates, loss weights, slopes).")
+probability = _bounded(_float, lambda v: 0 <= v <= 1, "a number between 0 and 1", "probability",
+                       "A number in [0, 1] (shares, times on the unit interval, decay rates).")
+fraction = _bounded(_float, lambda v: 0 < v < 1, "a number strictly between 0 and 1", "fraction",
+                    "A number strictly between 0 and 1 (a held-out share leaving both parts non-empty).")
