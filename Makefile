@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/crystalflow predict --composition SrTiO3 --num-samples 4 --out $(DEMO_OUT)
-	@echo "CIF files written to $(abspath $(DEMO_OUT))"
+	$(BIN)/crystalflow predict --composition SrTiO3 --num-samples 4 --out $(DEMO_OUT) --overwrite
+	@echo "CIF files and summary.csv written to $(abspath $(DEMO_OUT)); the first is the top-ranked structure"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -49,24 +49,41 @@ def sample_structures(
 def predict(
     composition: str | Composition, *, num_atoms: int | None = None, formula_units: int | None = None,
     num_samples: int = 1, steps: int | None = None, method: str | None = None,
-    checkpoint: str | os.PathLike | None = None, seed: int = 0,
+    checkpoint: str | os.PathLike | None = None, seed: int = 0, p1: bool = False,
+    config=None, library=None,
 ) -> list[Structure]:
-    """Predict ``num_samples`` candidate structures of a composition.
+    """Predict the ``num_samples`` best candidate structures of a composition.
+
+    By default the composition pipeline (:mod:`crystalflow.pipeline`: substituted templates of
+    the bundled MP-20 library, ranked by CHGNet energy); with ``p1=True`` independent samples of
+    the P1 flow alone.
 
     Args:
         composition: a formula such as ``"SrTiO3"`` (taken as written unless a size is given).
         num_atoms / formula_units: cell size (atoms, or reduced formula units Z).
-        num_samples: number of independent samples.
-        steps / method: ODE steps and solver (defaults: the checkpoint's).
-        checkpoint: a path or bundled name; default the bundled MP-20 CSP checkpoint.
+        num_samples: structures returned, best first (pipeline) or independent samples (P1).
+        steps / method: ODE steps and solver of the P1 flow (``p1=True``).
+        checkpoint: the P1 flow's checkpoint (default: the bundled MP-20 CSP checkpoint).
         seed: random seed (same seed, same structures).
+        p1: the P1 flow alone.
+        config: a :class:`~crystalflow.pipeline.PipelineConfig` (default settings if ``None``).
+        library: a template library or its path (default: the bundled one).
 
     Returns:
-        pymatgen Structures, one per sample.
+        pymatgen Structures.
     """
     if num_samples < 1:
         raise InputError("--num-samples must be >= 1")
     types = atom_types_for(composition, num_atoms, formula_units)
+    if not p1:
+        from collections import Counter
+
+        from crystalflow.pipeline import PipelineConfig, predict_compositions
+
+        ranked = predict_compositions([dict(Counter(types))], config=config or PipelineConfig(),
+                                      num_outputs=num_samples, library=library,
+                                      p1_checkpoint=checkpoint, seed=seed, progress=False)
+        return [c.structure for c in ranked[0]]
     flow, ckpt = load_pretrained(checkpoint, task="csp")
     crystals = sample_structures(flow, [types] * num_samples, max_atoms=ckpt.stats.get("max_atoms"),
                                  steps=steps, method=method, seed=seed)

@@ -69,9 +69,13 @@ def _rates(rows, order_key, sources=None, ks=(1, 5, 20)):
 
 
 def energy_key(c):
-    invalid = not c["min_distance"] >= 0.5
+    """The pipeline's ranking (CHGNet energy and prototype vote)."""
+    return (not c["min_distance"] >= 0.5, c["score"], c["proposal_rank"])
+
+
+def energy_only_key(c):
     e = c["energy"] if c["energy"] is not None else math.inf
-    return (invalid, e, c["proposal_rank"])
+    return (not c["min_distance"] >= 0.5, e, c["proposal_rank"])
 
 
 def similarity_key(c):
@@ -93,6 +97,7 @@ def main() -> None:
     ap.add_argument("--p1-samples", type=int, default=0)
     ap.add_argument("--steps", type=int)
     ap.add_argument("--exact-size", action="store_true")
+    ap.add_argument("--energy-weight", type=float, default=10.0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", required=True)
@@ -115,7 +120,8 @@ def main() -> None:
     config = PipelineConfig(templates=args.templates, flow_templates=args.flow_templates,
                             flow_samples=args.flow_samples, started_samples=args.started_samples,
                             start_time=args.start_time, p1_samples=args.p1_samples,
-                            steps=args.steps, exact_size=args.exact_size)
+                            steps=args.steps, exact_size=args.exact_size,
+                            energy_weight=args.energy_weight)
     t0 = time.time()
     ranked = predict_compositions(comps, config=config, library=lib, seed=args.seed, keep_all=True,
                                   progress=True)
@@ -147,6 +153,7 @@ def main() -> None:
         rows.append({"material_id": str(mid), "candidates": [
             {"source": c.source, "template": c.template, "template_id": c.template_id,
              "distance": c.distance, "proposal_rank": c.proposal_rank, "energy": c.energy,
+             "vote": c.vote, "score": c.score(config.energy_weight),
              "min_distance": c.min_distance, "valid": v, "rms": rms}
             for c, (v, rms) in zip(cands, sc)]})
     all_sources = ("template", "template-flow", "flow", "enumerated", "p1")
@@ -155,8 +162,10 @@ def main() -> None:
         "seconds_per_composition": {"pipeline": round(t_pipeline / len(rows), 3),
                                     "scoring": round(t_score / len(rows), 3)},
         "pipeline_energy": _rates(rows, energy_key),
+        "pipeline_energy_only": _rates(rows, energy_only_key),
         "pipeline_similarity": _rates(rows, similarity_key),
         "templates_only_energy": _rates(rows, energy_key, {"template", "enumerated", "p1"}),
+        "templates_only_energy_only": _rates(rows, energy_only_key, {"template", "enumerated", "p1"}),
         "templates_only_similarity": _rates(rows, similarity_key, {"template", "enumerated", "p1"}),
         "templates_plus_flow_energy": _rates(rows, energy_key, {"template", "flow", "enumerated", "p1"}),
         "templates_plus_started_energy": _rates(rows, energy_key,

@@ -19,7 +19,7 @@ from typing import Sequence
 from crystalflow.errors import CrystalflowError
 
 #: command modules, in the order they appear in ``crystalflow --help``
-COMMAND_MODULES = ("train", "predict", "generate", "evaluate", "protein")
+COMMAND_MODULES = ("train", "predict", "generate", "evaluate", "templates", "protein")
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
+import sys
 from pathlib import Path
+
+from crystalflow.cli._checks import nonnegative_int, probability, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,29 +28,87 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "template (spglib, --symprec); writes conventional cells")
     p.add_argument("--symprec", type=float, default=0.1,
                    help="spglib tolerance for --use-space-group (default 0.1)")
-    p.add_argument("--limit", type=int, help="only the first N CSV rows")
-    p.add_argument("--num-samples", type=int, default=1)
-    p.add_argument("--steps", type=int, help="ODE steps (default: the checkpoint's)")
+    p.add_argument("--p1", action="store_true",
+                   help="the P1 flow alone (no templates, no CHGNet ranking): the pre-pipeline path")
+    p.add_argument("--limit", type=positive_int, help="only the first N CSV rows")
+    p.add_argument("--num-samples", type=positive_int, default=1,
+                   help="structures per composition: 1 writes <id>.cif, K > 1 the K best as "
+                   "<id>_0.cif ... <id>_<K-1>.cif")
+    p.add_argument("--steps", type=positive_int, help="ODE steps (default: the checkpoint's)")
     p.add_argument("--method", choices=["euler", "midpoint", "rk4"])
     p.add_argument("--checkpoint", help="checkpoint path or bundled name (default: csp_mp_20.pt, "
                    "or sgcsp_mp_20.pt with --space-group / --use-space-group)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--threads", type=positive_int)
+    p.add_argument("--workers", type=positive_int, default=1,
                    help="with --use-space-group: processes for the spglib analysis of the rows (cached)")
-    p.add_argument("--out", required=True, help="output directory for CIF files")
+    p.add_argument("--out", required=True, help="output directory (new or empty, see --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty OUT, removing the files a previous run wrote there")
+    g = p.add_argument_group(
+        "composition pipeline (the default without --space-group / --use-space-group / --p1)",
+        "Known crystals of the same anonymous formula with the elements substituted (bundled "
+        "MP-20 template library), optional space-group flow candidates, ranked by CHGNet energy; "
+        "OUT/summary.csv says where each structure came from.")
+    g.add_argument("--library", help="template library file (default: the bundled MP-20 library; "
+                   "build one with 'crystalflow templates build')")
+    g.add_argument("--templates", type=nonnegative_int, help="substituted templates per composition")
+    g.add_argument("--flow-templates", type=nonnegative_int,
+                   help="top templates that also get space-group flow candidates")
+    g.add_argument("--flow-samples", type=nonnegative_int, help="flow samples per flow template")
+    g.add_argument("--started-samples", type=nonnegative_int,
+                   help="template-started flow samples per flow template")
+    g.add_argument("--start-time", type=probability, help="start time t0 of template-started samples")
+    g.add_argument("--p1-samples", type=nonnegative_int, help="P1 flow samples per composition")
+    g.add_argument("--rank", choices=["energy", "similarity"],
+                   help="rank by CHGNet energy (default) or by template similarity (no CHGNet)")
+    g.add_argument("--relax", action=argparse.BooleanOptionalAction, default=False,
+                   help="relax the best candidates with CHGNet (FIRE) and re-rank (default: no)")
+    g.add_argument("--relax-top", type=positive_int, default=3,
+                   help="with --relax: candidates relaxed per composition (default 3)")
+    g.add_argument("--relax-steps", type=positive_int, default=100, help="FIRE step limit (default 100)")
+    g.add_argument("--fmax", type=positive_float, default=0.1, help="force threshold, eV/A (default 0.1)")
+    g.add_argument("--exact-size", action="store_true",
+                   help="only templates with the requested number of formula units")
+    g.add_argument("--fast", action="store_true",
+                   help="substituted templates only, ranked by CHGNet static energy (seconds per composition)")
+    g.add_argument("--chunk", type=positive_int, default=512,
+                   help="with --from-csv: rows per chunk; each chunk's files are written when it is done")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+def pipeline_config(args: argparse.Namespace):
+    """The :class:`~crystalflow.pipeline.PipelineConfig` of the command-line options."""
+    from dataclasses import replace
 
-    from crystalflow.crystals.crystal import write_text_atomic
+    from crystalflow.pipeline import FAST, PipelineConfig
+
+    base = FAST if args.fast else PipelineConfig()
+    given = {k: getattr(args, k) for k in ("templates", "flow_templates", "flow_samples",
+                                           "started_samples", "start_time", "p1_samples", "rank",
+                                           "steps") if getattr(args, k) is not None}
+    if args.relax:
+        given |= {"relax_top": args.relax_top}
+    given |= {"relax_steps": args.relax_steps, "fmax": args.fmax, "exact_size": args.exact_size}
+    return replace(base, **given)
+
+
+def _pipeline_options_used(args: argparse.Namespace) -> list[str]:
+    names = ("library", "templates", "flow_templates", "flow_samples", "started_samples",
+             "start_time", "p1_samples", "rank")
+    used = [n for n in names if getattr(args, n) is not None]
+    used += [n for n in ("relax", "exact_size", "fast") if getattr(args, n)]
+    return ["--" + n.replace("_", "-") for n in used]
+
+
+def run(args: argparse.Namespace) -> int:
     from crystalflow.errors import InputError
-    from crystalflow.prediction import predict, predict_from_csv
+    from crystalflow.outputs import prepare_output_dir
 
     if args.threads:
+        import torch
+
         torch.set_num_threads(args.threads)
     if args.from_csv and args.space_group is not None:
         raise InputError("--space-group goes with --composition; with --from-csv use --use-space-group")
@@ -56,25 +116,120 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--use-space-group goes with --from-csv; with --composition give --space-group N")
     if args.wyckoff is not None and args.space_group is None:
         raise InputError("--wyckoff needs --space-group")
+    flow_mode = args.p1 or args.space_group is not None or args.use_space_group
+    if flow_mode and _pipeline_options_used(args):
+        raise InputError(f"{', '.join(_pipeline_options_used(args))} belong to the composition "
+                         "pipeline; drop them with --p1 / --space-group / --use-space-group")
+    if args.p1 and (args.space_group is not None or args.use_space_group):
+        raise InputError("--p1 is the P1 flow alone; it does not take --space-group / --use-space-group")
+    if not flow_mode:
+        config = pipeline_config(args)  # InputError on bad settings, before any work
+        out = prepare_output_dir(args.out, overwrite=args.overwrite)
+        return _run_pipeline(args, config, out)
+    out = prepare_output_dir(args.out, overwrite=args.overwrite)
     if args.from_csv:
-        common = dict(limit=args.limit, num_samples=args.num_samples, steps=args.steps,
-                      method=args.method, checkpoint=args.checkpoint, seed=args.seed,
-                      batch_size=args.batch_size)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            if args.use_space_group:
-                from crystalflow.prediction import predict_from_csv_with_space_group
+        return _run_flow_csv(args, out)
+    return _run_flow_composition(args, out)
 
-                res = predict_from_csv_with_space_group(args.from_csv, args.out, symprec=args.symprec,
-                                                        workers=args.workers, **common)
-            else:
-                res = predict_from_csv(args.from_csv, args.out, **common)
-        for w in caught:
-            if "skipping" in str(w.message):
-                print(f"warning: {w.message}")
-        print(json.dumps({"rows": res.rows, "skipped": res.skipped, "written": res.written,
-                          "out": str(res.out_dir)}))
+
+def _run_pipeline(args: argparse.Namespace, config, out: Path) -> int:
+    """The composition pipeline for one composition or every CSV row; files written per chunk."""
+    from collections import Counter
+
+    from crystalflow.composition import atom_types_for
+    from crystalflow.outputs import safe_stems
+    from crystalflow.pipeline import predict_compositions, write_ranked, write_summary
+    from crystalflow.templates import load_library
+
+    library = load_library(args.library)
+    if args.from_csv:
+        ids, comps, skipped, rows_total = _csv_compositions(args.from_csv, args.limit)
+        stems = safe_stems(ids)
+    else:
+        types = atom_types_for(args.composition, args.num_atoms, args.formula_units)
+        comps = [dict(Counter(types))]
+        stems = [_formula_stem(comps[0])]
+        skipped, rows_total = 0, 1
+    rows: list[dict] = []
+    chunk = args.chunk if args.from_csv else 1
+    for lo in range(0, len(comps), chunk):
+        ranked = predict_compositions(comps[lo:lo + chunk], config=config,
+                                      num_outputs=args.num_samples, library=library,
+                                      p1_checkpoint=args.checkpoint, seed=args.seed,
+                                      progress=True)
+        rows += write_ranked(out, stems[lo:lo + chunk], ranked, args.num_samples)
+        write_summary(out, rows)
+    bad = [r for r in rows if not r["ok"]]
+    if bad:
+        print(f"warning: {len(bad)} of {len(rows)} written structures failed the check "
+              f"(ok=False, see 'problem' in {out / 'summary.csv'})", file=sys.stderr)
+    if args.from_csv:
+        print(json.dumps({"rows": rows_total, "skipped": skipped, "written": len(rows),
+                          "out": str(out)}))
         return 0
+    for r in rows:
+        print(f"{out / r['file']}  {r['formula']}  space group {r['space_group']}  "
+              f"{r['source']} {r['template']}  E {r['energy_per_atom']} eV/atom")
+    print(f"wrote {len(rows)} CIF files and summary.csv to {out}")
+    return 0
+
+
+def _formula_stem(counts: dict[int, int]) -> str:
+    """File stem of a composition: its reduced formula, with ``-Z<units>`` for larger cells."""
+    from pymatgen.core import Composition, Element
+
+    comp = Composition({Element.from_Z(z).symbol: n for z, n in counts.items()})
+    reduced, units = comp.get_reduced_formula_and_factor()
+    return reduced if units == 1 else f"{reduced}-Z{int(units)}"
+
+
+def _csv_compositions(path: str, limit: int | None) -> tuple[list[str], list[dict[int, int]], int, int]:
+    """Ids and cell compositions of a CSV's rows; unreadable rows skipped with a warning."""
+    from crystalflow.crystals.crystal import structure_from_cif
+    from crystalflow.crystals.dataset import read_cif_table
+    from crystalflow.errors import InputError
+
+    table = read_cif_table(path)
+    if limit is not None:
+        table = table.iloc[:limit]
+    ids, comps, skipped = [], [], 0
+    for mid, cif in zip(table["material_id"], table["cif"]):
+        try:
+            s = structure_from_cif(cif)
+            comp = {int(el.Z): int(round(n)) for el, n in s.composition.items()}
+        except InputError as exc:
+            print(f"warning: skipping row {mid}: {exc}", file=sys.stderr)
+            skipped += 1
+            continue
+        ids.append(str(mid))
+        comps.append(comp)
+    if not ids:
+        raise InputError(f"no row of {path} could be read")
+    return ids, comps, skipped, len(table)
+
+
+def _run_flow_csv(args: argparse.Namespace, out: Path) -> int:
+    from crystalflow.prediction import predict_from_csv
+
+    common = dict(limit=args.limit, num_samples=args.num_samples, steps=args.steps,
+                  method=args.method, checkpoint=args.checkpoint, seed=args.seed,
+                  batch_size=args.batch_size)
+    if args.use_space_group:
+        from crystalflow.prediction import predict_from_csv_with_space_group
+
+        res = predict_from_csv_with_space_group(args.from_csv, out, symprec=args.symprec,
+                                                workers=args.workers, **common)
+    else:
+        res = predict_from_csv(args.from_csv, out, **common)
+    print(json.dumps({"rows": res.rows, "skipped": res.skipped, "written": res.written,
+                      "out": str(res.out_dir)}))
+    return 0
+
+
+def _run_flow_composition(args: argparse.Namespace, out: Path) -> int:
+    from crystalflow.crystals.crystal import write_text_atomic
+    from crystalflow.outputs import record_outputs
+
     if args.space_group is not None:
         from crystalflow.prediction import predict_with_space_group
 
@@ -84,17 +239,20 @@ def run(args: argparse.Namespace) -> int:
             method=args.method, checkpoint=args.checkpoint, seed=args.seed,
         )
     else:
+        from crystalflow.prediction import predict
+
         structures = predict(
             args.composition, num_atoms=args.num_atoms, formula_units=args.formula_units,
             num_samples=args.num_samples, steps=args.steps, method=args.method,
-            checkpoint=args.checkpoint, seed=args.seed,
+            checkpoint=args.checkpoint, seed=args.seed, p1=True,
         )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     name = structures[0].composition.reduced_formula
+    names = []
     for k, s in enumerate(structures):
         path = out / f"{name}_{k}.cif"
         write_text_atomic(path, s.to(fmt="cif"))
+        names.append(path.name)
         print(f"{path}  {s.composition.formula}  volume/atom {s.volume / len(s):.2f} A^3")
+    record_outputs(out, names)
     print(f"wrote {len(structures)} CIF files to {out}")
     return 0

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--data", action="append", required=True, metavar="CSV|DIR",
                    help="CSV with material_id and cif columns (gzip ok) or a folder of .cif files; repeatable")
     b.add_argument("--exclude", action="append", default=[], metavar="CSV[:N]",
-                   help="leave out the crystals of this CSV (its first N rows with :N); repeatable")
+                   help="leave out the crystals of this CSV (its first N rows with :N, its last N with :-N); repeatable")
     b.add_argument("--out", required=True, help="library file to write (e.g. my_library.pt)")
     b.add_argument("--symprec", type=float, default=0.1, help="spglib tolerance in A (default 0.1)")
     b.add_argument("--workers", type=positive_int, default=1, help="processes for the analysis")

@@ -51,12 +51,15 @@ def _folder_dataset(folder: Path, symprec: float, progress: bool):
 
 
 def excluded_ids(spec: str) -> set[str]:
-    """Material ids named by an exclusion: ``file.csv[.gz]`` (all rows) or ``file.csv:N`` (its
-    first ``N`` rows)."""
-    path, _, n = spec.rpartition(":") if ":" in spec and spec.rsplit(":", 1)[1].isdigit() else (spec, "", "")
+    """Material ids named by an exclusion: ``file.csv[.gz]`` (all rows), ``file.csv:N`` (its first
+    ``N`` rows) or ``file.csv:-N`` (its last ``N`` rows)."""
+    path, n = spec, None
+    head, _, tail = spec.rpartition(":")
+    if head and tail.lstrip("-").isdigit():
+        path, n = head, int(tail)
     table = read_cif_table(path)
-    if n:
-        table = table.iloc[:int(n)]
+    if n is not None:
+        table = table.iloc[:n] if n >= 0 else table.iloc[n:]
     return {str(m) for m in table["material_id"]}
 
 

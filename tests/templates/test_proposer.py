@@ -116,12 +116,14 @@ def test_rank_candidates_orders_valid_by_energy():
 
 
 def test_pipeline_ranks_by_chgnet_and_checks_outputs(library, one_thread):
-    """Energy ranking returns the lowest CHGNet energy first; outputs carry their check; the
-    perovskite SrTiO3 cell comes out cubic (Pm-3m)."""
-    ranked = predict_compositions([counts("SrTiO3")], config=PipelineConfig(templates=4),
+    """Candidates come out in order of their score (CHGNet energy and prototype vote), every one
+    has an energy; outputs carry their check; the perovskite SrTiO3 cell comes out cubic (Pm-3m)."""
+    config = PipelineConfig(templates=4)
+    ranked = predict_compositions([counts("SrTiO3")], config=config,
                                   library=library, progress=False, keep_all=True)[0]
-    energies = [c.energy for c in ranked if c.energy is not None]
-    assert energies == sorted(energies) and len(energies) >= 2
+    assert len(ranked) >= 2 and all(c.energy is not None for c in ranked)
+    scores = [c.score(config.energy_weight) for c in ranked]
+    assert scores == sorted(scores)
     best = ranked[0]
     assert best.check is not None and best.check.ok
     assert best.check.space_group == 221
