@@ -136,3 +136,22 @@ def record_outputs(path: str | os.PathLike, names: Iterable[str]) -> None:
     new = [n for n in (str(x) for x in names) if n not in listed and not listed.add(n)]
     if new:
         write_text_atomic(manifest, "".join(f"{n}\n" for n in known + new))
+
+
+def write_summary_csv(path: str | os.PathLike, rows: Sequence[dict],
+                      columns: Sequence[str] | None = None) -> Path:
+    """Write ``rows`` as ``summary.csv`` in the folder ``path`` (atomically; columns: ``columns``
+    or the first row's keys) and record it in the manifest."""
+    import csv
+    import io
+
+    from crystalflow.crystals.crystal import write_text_atomic
+
+    out = Path(path) / "summary.csv"
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns or (rows[0] if rows else [])))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(out, buf.getvalue())
+    record_outputs(path, ["summary.csv"])
+    return out

@@ -413,19 +413,9 @@ def write_ranked(out_dir: str | os.PathLike, stems: Sequence[str],
 
 def write_summary(out_dir: str | os.PathLike, rows: Sequence[dict]) -> None:
     """``summary.csv`` with :data:`SUMMARY_COLUMNS`, written atomically."""
-    import csv
-    import io
-    from pathlib import Path
+    from crystalflow.outputs import write_summary_csv
 
-    from crystalflow.crystals.crystal import write_text_atomic
-    from crystalflow.outputs import record_outputs
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(Path(out_dir) / "summary.csv", buf.getvalue())
-    record_outputs(out_dir, ["summary.csv"])
+    write_summary_csv(out_dir, rows, SUMMARY_COLUMNS)
 
 
 def _round(x: float | None, digits: int = 5) -> float | None:

@@ -305,12 +305,14 @@ def predict_with_space_group(
     composition: str | Composition, space_group: int, *, wyckoff: str | None = None,
     num_atoms: int | None = None, formula_units: int | None = None, num_samples: int = 1,
     steps: int | None = None, method: str | None = None,
-    checkpoint: str | os.PathLike | None = None, seed: int = 0,
+    checkpoint: str | os.PathLike | None = None, seed: int = 0, retries: int = 3,
 ) -> list[Structure]:
     """Predict ``num_samples`` conventional cells of a composition in a given space group.
 
     Without ``wyckoff`` the compatible Wyckoff templates are enumerated (see
-    :func:`templates_for`) and the samples cycle through them.
+    :func:`templates_for`) and the samples cycle through them. Samples not in the requested
+    group (spglib, symprec 0.1) or with atoms closer than 0.5 A are re-sampled, at most
+    ``retries`` rounds, from templates that have not failed.
     """
     if num_samples < 1:
         raise InputError("--num-samples must be >= 1")
@@ -324,7 +326,37 @@ def predict_with_space_group(
                          f"this checkpoint supports ({max_atoms})")
     templates = [t for t in templates if t not in too_big]
     chosen = [templates[i % len(templates)] for i in range(num_samples)]
-    return sample_symmetric_structures(flow, chosen, steps=steps, method=method, seed=seed)
+    structures = sample_symmetric_structures(flow, chosen, steps=steps, method=method, seed=seed)
+    return _resample_failures(flow, templates, chosen, structures, space_group, retries=retries,
+                              steps=steps, method=method, seed=seed)
+
+
+def _resample_failures(flow, templates: Sequence, chosen: list, structures: list[Structure],
+                       space_group: int, *, retries: int, steps: int | None, method: str | None,
+                       seed: int) -> list[Structure]:
+    """Re-sample structures that fail :func:`crystalflow.checks.check_structure` (another spglib
+    group, atoms closer than 0.5 A), at most ``retries`` batched rounds. A template whose sample
+    failed is not used again while others remain: its realisation may have a higher symmetry
+    (e.g. NaCl on Fm-3m's 8c + 4a + 4b is CsCl, Pm-3m, in a smaller cell). What still fails is
+    returned as it is; writers check and flag it."""
+    from crystalflow.checks import check_structure
+
+    ok = [check_structure(s, space_group).ok for s in structures]
+    failed_templates: set = set()
+    for r in range(retries):
+        redo = [i for i, good in enumerate(ok) if not good]
+        if not redo:
+            break
+        failed_templates |= {chosen[i] for i in redo}
+        pool = [t for t in templates if t not in failed_templates] or list(templates)
+        for k, i in enumerate(redo):
+            chosen[i] = pool[(k + r) % len(pool)]
+        new = sample_symmetric_structures(flow, [chosen[i] for i in redo], steps=steps,
+                                          method=method, seed=seed + 7919 * (r + 1))
+        for i, s in zip(redo, new):
+            structures[i] = s
+            ok[i] = check_structure(s, space_group).ok
+    return structures
 
 
 def predict_from_csv_with_space_group(

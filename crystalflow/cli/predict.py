@@ -246,13 +246,25 @@ def _run_flow_composition(args: argparse.Namespace, out: Path) -> int:
             num_samples=args.num_samples, steps=args.steps, method=args.method,
             checkpoint=args.checkpoint, seed=args.seed, p1=True,
         )
+    from crystalflow.checks import check_structure
+    from crystalflow.outputs import write_summary_csv
+
     name = structures[0].composition.reduced_formula
-    names = []
+    names, rows = [], []
     for k, s in enumerate(structures):
         path = out / f"{name}_{k}.cif"
         write_text_atomic(path, s.to(fmt="cif"))
         names.append(path.name)
-        print(f"{path}  {s.composition.formula}  volume/atom {s.volume / len(s):.2f} A^3")
+        check = check_structure(s, args.space_group)
+        rows.append({"file": path.name, "formula": s.composition.formula.replace(" ", "")} | check.to_row())
+        print(f"{path}  {s.composition.formula}  volume/atom {s.volume / len(s):.2f} A^3  "
+              f"space group {check.space_group}{'' if check.ok else '  (' + check.problem + ')'}")
+    write_summary_csv(out, rows)
     record_outputs(out, names)
-    print(f"wrote {len(structures)} CIF files to {out}")
+    bad = [r for r in rows if not r["ok"]]
+    if bad:
+        print(f"warning: {len(bad)} of {len(rows)} structures failed the check "
+              f"(ok=False, see 'problem' in {out / 'summary.csv'})", file=sys.stderr)
+    print(f"wrote {len(structures)} CIF files and summary.csv to {out}")
     return 0
+
