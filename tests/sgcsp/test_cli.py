@@ -57,16 +57,18 @@ def test_predict_from_csv_use_space_group(tiny_checkpoint, tiny_csv, tmp_path, c
     rc = main(["predict", "--from-csv", str(path), "--use-space-group", "--num-samples", "2",
                "--steps", "3", "--checkpoint", str(tiny_checkpoint), "--out", str(out)])
     assert rc == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
     summary = json.loads(lines[-1])
     n = len(ds)
     assert summary == {"rows": n + 1, "skipped": 1, "written": 3 * n, "out": str(out)}
-    assert any("skipping row bad" in line for line in lines)
+    assert any("skipping row bad" in line for line in captured.err.splitlines())  # warnings: stderr
     # the analysis is cached now: a second run still reports the skipped row
     rc = main(["predict", "--from-csv", str(path), "--use-space-group", "--steps", "2",
                "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "again")])
-    again = capsys.readouterr().out.strip().splitlines()
-    assert rc == 0 and any("skipping row bad" in line for line in again)
+    captured = capsys.readouterr()
+    again = captured.out.strip().splitlines()
+    assert rc == 0 and any("skipping row bad" in line for line in captured.err.splitlines())
     assert json.loads(again[-1])["skipped"] == 1
     for i in range(n):
         for name in (f"m{i}.cif", f"m{i}_0.cif", f"m{i}_1.cif"):
