@@ -20,9 +20,7 @@ group must be 1-230 and some training skeleton must fit, else :class:`~crystalfl
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -274,7 +272,7 @@ def write_generated(crystals: Sequence[Crystal], out: str | os.PathLike, checks:
     """Write one CIF per crystal and ``summary.csv`` to ``out`` (created when missing; check it
     first with :func:`crystalflow.outputs.prepare_output_dir`) and list them in its manifest;
     returns the summary rows (``checks``: the crystals' checks, computed when not given)."""
-    from crystalflow.outputs import record_outputs, safe_stems
+    from crystalflow.outputs import record_outputs, safe_stems, write_summary_csv
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -285,12 +283,7 @@ def write_generated(crystals: Sequence[Crystal], out: str | os.PathLike, checks:
         write_text_atomic(out / name, s.to(fmt="cif"))
     record_outputs(out, names)
     rows = summary_rows(crystals, names, checks, symprec)
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(out / "summary.csv", text.getvalue())
-    record_outputs(out, ["summary.csv"])
+    write_summary_csv(out, rows)
     return rows
 
 
