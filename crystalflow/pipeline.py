@@ -74,6 +74,8 @@ class PipelineConfig:
         relax_top: candidates relaxed with CHGNet after static ranking (0: no relaxation).
         relax_steps / fmax: FIRE step limit and force threshold (eV/A) of the relaxation.
         exact_size: only templates at the target's number of formula units.
+        volume_scan: volume factors each candidate's CHGNet energy is evaluated at (the lowest
+            is kept, structure rescaled); empty: the volume as built.
         batch_size: crystals per flow batch and per CHGNet batch.
     """
 
@@ -92,6 +94,7 @@ class PipelineConfig:
     relax_steps: int = 100
     fmax: float = 0.1
     exact_size: bool = False
+    volume_scan: tuple[float, ...] = ()
     batch_size: int = 64
 
     def __post_init__(self) -> None:
@@ -112,6 +115,8 @@ class PipelineConfig:
                 raise InputError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.steps is not None and self.steps < 1:
             raise InputError(f"steps must be >= 1, got {self.steps}")
+        if any(not f > 0 for f in self.volume_scan):
+            raise InputError(f"volume-scan factors must be > 0, got {self.volume_scan}")
         if not self.energy_weight >= 0:
             raise InputError(f"energy-weight must be >= 0, got {self.energy_weight}")
         if self.fmax <= 0:
@@ -216,14 +221,32 @@ def _fallback_templates(library: TemplateLibrary, counts: dict[int, int], groups
 
 
 def _energies(cands: list[Candidate], config: PipelineConfig, progress: bool) -> None:
-    """CHGNet static energy per atom of every valid candidate (in place), batched."""
+    """CHGNet static energy per atom of every valid candidate (in place), batched. With a
+    ``volume_scan`` each candidate is evaluated at those volume factors and keeps the one of
+    lowest energy (its structure rescaled isotropically)."""
     from crystalflow.metrics.energy import static_energies
 
     todo = [c for c in cands if c.min_distance >= 0.5]
-    energies = static_energies([c.structure for c in todo], batch_size=config.batch_size,
-                               progress=progress)
-    for c, e in zip(todo, energies):
+    scales = config.volume_scan or (1.0,)
+    variants = []
+    for c in todo:
+        for f in scales:
+            s = c.structure.copy()
+            if f != 1.0:
+                s.scale_lattice(s.volume * f)
+            variants.append(s)
+    energies = static_energies(variants, batch_size=config.batch_size, progress=progress)
+    k = len(scales)
+    for j, c in enumerate(todo):
+        es = energies[j * k:(j + 1) * k]
+        known = [(e, i) for i, e in enumerate(es) if e is not None]
+        if not known:
+            continue
+        e, i = min(known)
         c.energy = e
+        if scales[i] != 1.0:
+            c.structure = variants[j * k + i]
+            c.min_distance = float(min_interatomic_distance(c.structure))
 
 
 def rank_candidates(cands: list[Candidate], config: PipelineConfig) -> list[Candidate]:

@@ -147,20 +147,23 @@ def predict_from_csv(
 
 def _write_samples(out_dir: str | os.PathLike, ids: Sequence[str], num_samples: int,
                    cifs: Callable[[int], Iterable[str]]) -> int:
-    """Write sample ``k``'s CIF texts (``cifs(k)``, one per id) as ``<id>.cif`` (k = 0) and, when
-    ``num_samples > 1``, also as ``<id>_<k>.cif``; each file atomically. Returns the file count."""
+    """Write sample ``k``'s CIF texts (``cifs(k)``, one per id): ``<id>.cif`` when
+    ``num_samples == 1``, else ``<id>_<k>.cif`` for every k (never both, so an evaluation does not
+    count a sample twice). Ids become safe, unique file stems; each file is written atomically
+    and recorded in the folder's manifest. Returns the file count."""
+    from crystalflow.outputs import record_outputs, safe_stems
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = 0
+    stems = safe_stems(ids)
+    names: list[str] = []
     for k in range(num_samples):
-        for mid, text in zip(ids, cifs(k)):
-            if k == 0:
-                write_text_atomic(out / f"{mid}.cif", text)
-                written += 1
-            if num_samples > 1:
-                write_text_atomic(out / f"{mid}_{k}.cif", text)
-                written += 1
-    return written
+        for stem, text in zip(stems, cifs(k)):
+            name = f"{stem}.cif" if num_samples == 1 else f"{stem}_{k}.cif"
+            write_text_atomic(out / name, text)
+            names.append(name)
+    record_outputs(out, names)
+    return len(names)
 
 
 # -- space-group conditioned prediction (task ``sgcsp``) ------------------------------------------

@@ -98,6 +98,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int)
     ap.add_argument("--exact-size", action="store_true")
     ap.add_argument("--energy-weight", type=float, default=10.0)
+    ap.add_argument("--volume-scan", default="", help="comma-separated volume factors, e.g. 0.9,1,1.1")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", required=True)
@@ -121,7 +122,8 @@ def main() -> None:
                             flow_samples=args.flow_samples, started_samples=args.started_samples,
                             start_time=args.start_time, p1_samples=args.p1_samples,
                             steps=args.steps, exact_size=args.exact_size,
-                            energy_weight=args.energy_weight)
+                            energy_weight=args.energy_weight,
+                            volume_scan=tuple(float(x) for x in args.volume_scan.split(",") if x))
     t0 = time.time()
     ranked = predict_compositions(comps, config=config, library=lib, seed=args.seed, keep_all=True,
                                   progress=True)

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--use-space-group", action="store_true",
                    help="with --from-csv: condition each row on its own space group and Wyckoff "
                    "template (spglib, --symprec); writes conventional cells")
-    p.add_argument("--symprec", type=float, default=0.1,
+    p.add_argument("--symprec", type=positive_float, default=0.1,
                    help="spglib tolerance for --use-space-group (default 0.1)")
     p.add_argument("--p1", action="store_true",
                    help="the P1 flow alone (no templates, no CHGNet ranking): the pre-pipeline path")
@@ -124,6 +124,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--p1 is the P1 flow alone; it does not take --space-group / --use-space-group")
     if not flow_mode:
         config = pipeline_config(args)  # InputError on bad settings, before any work
+        if args.checkpoint:  # the P1 flow of the pipeline's p1 / fallback candidates
+            from crystalflow.pretrained import load_pretrained
+
+            load_pretrained(args.checkpoint, task="csp")
         out = prepare_output_dir(args.out, overwrite=args.overwrite)
         return _run_pipeline(args, config, out)
     out = prepare_output_dir(args.out, overwrite=args.overwrite)

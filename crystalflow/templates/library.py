@@ -53,6 +53,11 @@ def anonymous_key(counts: dict[int, int]) -> tuple[tuple[int, ...], int]:
     return tuple(sorted(c // g for c in counts.values())), g
 
 
+@functools.lru_cache(maxsize=None)
+def _multiplicity(space_group: int, letter: str) -> int:
+    return wyckoff_position(space_group, letter).multiplicity
+
+
 @dataclass(frozen=True)
 class LibraryEntry:
     """One crystal of the library.
@@ -115,16 +120,32 @@ class TemplateLibrary:
         return len(self.material_ids)
 
     @functools.cached_property
-    def templates(self) -> tuple[WyckoffTemplate, ...]:
-        """The Wyckoff template of every row (built once)."""
-        types = self.orbit_types.tolist()
-        off = self._offsets.tolist()
-        return tuple(WyckoffTemplate(int(sg), tuple(l), tuple(types[off[i]:off[i + 1]]))
-                     for i, (sg, l) in enumerate(zip(self.space_group.tolist(), self.letters)))
+    def _template_cache(self) -> dict[int, WyckoffTemplate]:
+        return {}
 
     def template(self, i: int) -> WyckoffTemplate:
-        """Row ``i``'s Wyckoff template."""
-        return self.templates[i]
+        """Row ``i``'s Wyckoff template (built on first use)."""
+        t = self._template_cache.get(i)
+        if t is None:
+            lo, hi = int(self._offsets[i]), int(self._offsets[i + 1])
+            t = WyckoffTemplate(int(self.space_group[i]), tuple(self.letters[i]),
+                                tuple(self.orbit_types[lo:hi].tolist()))
+            self._template_cache[i] = t
+        return t
+
+    @property
+    def templates(self) -> tuple[WyckoffTemplate, ...]:
+        """The Wyckoff template of every row."""
+        return tuple(self.template(i) for i in range(len(self)))
+
+    def counts(self, i: int) -> dict[int, int]:
+        """``{Z: atoms}`` of row ``i``'s conventional cell, without building its template."""
+        lo, hi = int(self._offsets[i]), int(self._offsets[i + 1])
+        sg = int(self.space_group[i])
+        out: dict[int, int] = defaultdict(int)
+        for letter, z in zip(self.letters[i], self.orbit_types[lo:hi].tolist()):
+            out[z] += _multiplicity(sg, letter)
+        return dict(out)
 
     def entry(self, i: int) -> LibraryEntry:
         """Row ``i`` as a :class:`LibraryEntry`."""
@@ -144,7 +165,7 @@ class TemplateLibrary:
         """Rows per reduced anonymous formula (sorted reduced counts)."""
         out: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for i in range(len(self)):
-            out[anonymous_key(self.template(i).composition)[0]].append(i)
+            out[anonymous_key(self.counts(i))[0]].append(i)
         return dict(out)
 
     @functools.cached_property
@@ -152,8 +173,7 @@ class TemplateLibrary:
         """``{number of elements: {space group: entries}}``, for the no-template fallback."""
         out: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         for i in range(len(self)):
-            t = self.template(i)
-            out[len(set(t.atom_types))][t.space_group] += 1
+            out[len(self.counts(i))][int(self.space_group[i])] += 1
         return {k: dict(v) for k, v in out.items()}
 
     def volume_per_atom(self, counts: dict[int, int]) -> float:
@@ -258,7 +278,7 @@ def _fit_element_volumes(lib: TemplateLibrary) -> torch.Tensor:
 
     rows, vols = [], []
     for i in range(len(lib)):
-        counts = lib.template(i).composition
+        counts = lib.counts(i)
         rows.append(counts)
         vols.append(Lattice.from_parameters(*lib.lattice[i].double().tolist()).volume)
     elements = sorted({z for r in rows for z in r})

@@ -53,14 +53,14 @@ def test_predict_from_csv_names_files_by_material_id(tiny_run, tmp_path, data_di
     out, _ = tiny_run
     dest = tmp_path / "csv"
     csv = data_dir / "perov_5" / "test.csv.gz"
-    assert main(["predict", "--from-csv", str(csv), "--limit", "3", "--num-samples", "2",
+    assert main(["predict", "--from-csv", str(csv), "--limit", "3", "--num-samples", "2", "--p1",
                  "--steps", "2", "--checkpoint", str(out / "last.pt"), "--out", str(dest)]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary == {"rows": 3, "skipped": 0, "written": 9, "out": str(dest)}
+    assert summary == {"rows": 3, "skipped": 0, "written": 6, "out": str(dest)}
     import pandas as pd
     ids = pd.read_csv(csv).material_id.astype(str).tolist()[:3]
     names = {f.name for f in dest.glob("*.cif")}
-    assert names == {f"{i}{suffix}.cif" for i in ids for suffix in ("", "_0", "_1")}
+    assert names == {f"{i}{suffix}.cif" for i in ids for suffix in ("_0", "_1")}  # never <id>.cif too
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -73,7 +73,7 @@ def test_predict_from_csv_names_files_by_material_id(tiny_run, tmp_path, data_di
 def test_bad_predict_inputs_fail_cleanly(tiny_run, tmp_path, capsys, argv, message):
     out, _ = tiny_run
     dest = tmp_path / "never"
-    code = main(["predict", *argv, "--checkpoint", str(out / "last.pt"), "--out", str(dest)])
+    code = main(["predict", *argv, "--p1", "--checkpoint", str(out / "last.pt"), "--out", str(dest)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1
     assert not dest.exists() or not any(dest.iterdir())
