@@ -293,8 +293,6 @@ def predict_compositions(
         Per composition, its candidates best first (at least one unless every candidate failed
         to build).
     """
-    from crystalflow.pretrained import load_pretrained
-
     if num_outputs < 1:
         raise InputError(f"--num-samples must be >= 1, got {num_outputs}")
     lib = library if isinstance(library, TemplateLibrary) else load_library(library)
@@ -318,6 +316,8 @@ def predict_compositions(
     need_sg = (config.flow_templates and (config.flow_samples or config.started_samples)) or \
         (config.fallback_samples and any(not p for p in proposals))
     if need_sg:
+        from crystalflow.pretrained import load_pretrained  # torch_geometric: only when flows run
+
         sg_flow, sg_ckpt = load_pretrained(sg_checkpoint, task="sgcsp")
         max_sg = sg_ckpt.stats.get("max_atoms")
     for i, props in enumerate(proposals):
@@ -348,6 +348,7 @@ def predict_compositions(
                for _ in range(config.p1_samples if props else config.fallback_samples)]
     if p1_jobs:
         from crystalflow.prediction import sample_structures
+        from crystalflow.pretrained import load_pretrained
 
         p1_flow, p1_ckpt = load_pretrained(p1_checkpoint, task="csp")
         max_p1 = p1_ckpt.stats.get("max_atoms")

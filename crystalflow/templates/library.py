@@ -36,7 +36,7 @@ __all__ = ["TemplateLibrary", "LibraryEntry", "load_library", "anonymous_key", "
            "LIBRARY_VERSION"]
 
 #: bump when the stored fields or their meaning change
-LIBRARY_VERSION = 1
+LIBRARY_VERSION = 2  # 2: per-row reduced anonymous formula stored
 _MAX_Z = 119
 
 
@@ -99,6 +99,8 @@ class TemplateLibrary:
         representatives: ``[M, 3]`` float32.
         element_volumes: ``[119]`` float32, A^3 per atom by atomic number (0 where unseen).
         sources: what the library was built from (file names, row counts, exclusions).
+        formula_keys: B reduced anonymous formulas as text (``"1,1,3"``), stored so that
+            proposing needs no pass over every row.
     """
 
     material_ids: tuple[str, ...]
@@ -110,11 +112,15 @@ class TemplateLibrary:
     representatives: torch.Tensor
     element_volumes: torch.Tensor
     sources: tuple[str, ...] = ()
+    formula_keys: tuple[str, ...] = ()
     _offsets: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_offsets", torch.cat(
             [torch.zeros(1, dtype=torch.long), self.num_orbits.cumsum(0)]))
+        if not self.formula_keys:
+            keys = tuple(",".join(map(str, anonymous_key(self.counts(i))[0])) for i in range(len(self)))
+            object.__setattr__(self, "formula_keys", keys)
 
     def __len__(self) -> int:
         return len(self.material_ids)
@@ -164,8 +170,8 @@ class TemplateLibrary:
     def by_formula(self) -> dict[tuple[int, ...], list[int]]:
         """Rows per reduced anonymous formula (sorted reduced counts)."""
         out: dict[tuple[int, ...], list[int]] = defaultdict(list)
-        for i in range(len(self)):
-            out[anonymous_key(self.counts(i))[0]].append(i)
+        for i, key in enumerate(self.formula_keys):
+            out[tuple(int(x) for x in key.split(","))].append(i)
         return dict(out)
 
     @functools.cached_property
@@ -235,6 +241,7 @@ class TemplateLibrary:
             "num_orbits": self.num_orbits.short(), "orbit_types": self.orbit_types.to(torch.uint8),
             "lattice": self.lattice.float(), "representatives": self.representatives.float(),
             "element_volumes": self.element_volumes.float(), "sources": list(self.sources),
+            "formula_keys": list(self.formula_keys),
         }
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         try:
@@ -268,7 +275,7 @@ class TemplateLibrary:
                    letters=tuple(blob["letters"]), num_orbits=blob["num_orbits"].long(),
                    orbit_types=blob["orbit_types"].long(), lattice=blob["lattice"],
                    representatives=blob["representatives"], element_volumes=blob["element_volumes"],
-                   sources=tuple(blob.get("sources", ())))
+                   sources=tuple(blob.get("sources", ())), formula_keys=tuple(blob["formula_keys"]))
 
 
 def _fit_element_volumes(lib: TemplateLibrary) -> torch.Tensor:

@@ -62,6 +62,10 @@ def test_tables_are_consistent_for_all_groups():
             d = images - pts[wp.orbit_perm]
             assert np.abs(d - np.round(d)).max() < 1e-9
     assert total == NUM_WYCKOFF_IDS
+    from crystalflow.symmetry.batch import WYCKOFF_COUNTS
+
+    assert WYCKOFF_COUNTS == tuple(len(wyckoff_positions(n)) for n in range(1, 231))
+    assert sum(WYCKOFF_COUNTS) == NUM_WYCKOFF_IDS
     assert global_wyckoff_id(1, 0) == 0 and global_wyckoff_id(230, 7) == NUM_WYCKOFF_IDS - 1
 
 
