@@ -75,7 +75,9 @@ def atom_types_for(
     comp = parse_composition(formula)
     if num_atoms is not None and formula_units is not None:
         raise InputError("give --num-atoms or --formula-units, not both")
-    reduced, _ = comp.get_reduced_composition_and_factor()
+    with warnings.catch_warnings():  # pymatgen warns on noble gases' missing electronegativity
+        warnings.simplefilter("ignore", UserWarning)
+        reduced, _ = comp.get_reduced_composition_and_factor()
     per_unit = int(round(reduced.num_atoms))
     if num_atoms is not None:
         if num_atoms < 1 or num_atoms % per_unit:

@@ -249,6 +249,32 @@ def _energies(cands: list[Candidate], config: PipelineConfig, progress: bool) ->
             c.min_distance = float(min_interatomic_distance(c.structure))
 
 
+#: heaviest element CHGNet 0.3.0 was trained on (Pu); heavier ones cannot be ranked by energy
+CHGNET_MAX_Z = 94
+
+
+def check_elements(counts: dict[int, int], library: TemplateLibrary, config: PipelineConfig, *,
+                   allow_unseen: bool = False) -> None:
+    """Refuse a composition the pipeline cannot judge: an element no library crystal contains
+    (its substitutions rest on its Mendeleev number alone; ``allow_unseen`` accepts that), or
+    one heavier than CHGNet knows when ranking by energy.
+
+    Raises:
+        InputError: one line naming the elements and the way out.
+    """
+    heavy = sorted(z for z in counts if z > CHGNET_MAX_Z)
+    if heavy and config.rank == "energy":
+        names = ", ".join(Element.from_Z(z).symbol for z in heavy)
+        raise InputError(f"CHGNet has no data for {names} (Z > {CHGNET_MAX_Z}); rank by template "
+                         "similarity instead (--rank similarity)")
+    unseen = sorted(z for z in counts if not float(library.element_volumes[z]) > 0)
+    if unseen and not allow_unseen:
+        names = ", ".join(Element.from_Z(z).symbol for z in unseen)
+        raise InputError(f"no crystal of the template library contains {names}; its predictions "
+                         "would rest on its Mendeleev number alone (add --allow-unseen-elements "
+                         "to predict anyway)")
+
+
 def rank_candidates(cands: list[Candidate], config: PipelineConfig) -> list[Candidate]:
     """Candidates best first: valid before invalid, then by :meth:`Candidate.score`
     (``rank="energy"``) or by the proposer's order (``rank="similarity"``)."""

@@ -71,6 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--fmax", type=positive_float, default=0.1, help="force threshold, eV/A (default 0.1)")
     g.add_argument("--exact-size", action="store_true",
                    help="only templates with the requested number of formula units")
+    g.add_argument("--allow-unseen-elements", action="store_true",
+                   help="predict compositions with elements no library crystal contains")
     g.add_argument("--fast", action="store_true",
                    help="substituted templates only, ranked by CHGNet static energy (seconds per composition)")
     g.add_argument("--chunk", type=positive_int, default=512,
@@ -98,7 +100,7 @@ def _pipeline_options_used(args: argparse.Namespace) -> list[str]:
     names = ("library", "templates", "flow_templates", "flow_samples", "started_samples",
              "start_time", "p1_samples", "rank")
     used = [n for n in names if getattr(args, n) is not None]
-    used += [n for n in ("relax", "exact_size", "fast") if getattr(args, n)]
+    used += [n for n in ("relax", "exact_size", "fast", "allow_unseen_elements") if getattr(args, n)]
     return ["--" + n.replace("_", "-") for n in used]
 
 
@@ -128,20 +130,20 @@ def run(args: argparse.Namespace) -> int:
             from crystalflow.pretrained import load_pretrained
 
             load_pretrained(args.checkpoint, task="csp")
-        out = prepare_output_dir(args.out, overwrite=args.overwrite)
-        return _run_pipeline(args, config, out)
+        return _run_pipeline(args, config)
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
     if args.from_csv:
         return _run_flow_csv(args, out)
     return _run_flow_composition(args, out)
 
 
-def _run_pipeline(args: argparse.Namespace, config, out: Path) -> int:
-    """The composition pipeline for one composition or every CSV row; files written per chunk."""
+def _run_pipeline(args: argparse.Namespace, config) -> int:
+    """The composition pipeline for one composition or every CSV row; the inputs are read and
+    checked before the output folder is touched; files are written per chunk."""
     from collections import Counter
 
     from crystalflow.composition import atom_types_for
-    from crystalflow.outputs import safe_stems
+    from crystalflow.outputs import prepare_output_dir, safe_stems
     from crystalflow.pipeline import predict_compositions, write_ranked, write_summary
     from crystalflow.templates import load_library
 
@@ -150,10 +152,14 @@ def _run_pipeline(args: argparse.Namespace, config, out: Path) -> int:
         ids, comps, skipped, rows_total = _csv_compositions(args.from_csv, args.limit)
         stems = safe_stems(ids)
     else:
+        from crystalflow.pipeline import check_elements
+
         types = atom_types_for(args.composition, args.num_atoms, args.formula_units)
         comps = [dict(Counter(types))]
+        check_elements(comps[0], library, config, allow_unseen=args.allow_unseen_elements)
         stems = [_formula_stem(comps[0])]
         skipped, rows_total = 0, 1
+    out = prepare_output_dir(args.out, overwrite=args.overwrite)
     rows: list[dict] = []
     chunk = args.chunk if args.from_csv else 1
     for lo in range(0, len(comps), chunk):

@@ -128,3 +128,42 @@ def test_pipeline_ranks_by_chgnet_and_checks_outputs(library, one_thread):
     assert best.check is not None and best.check.ok
     assert best.check.space_group == 221
     assert best.source == "template"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--composition", "FmCl3"], "CHGNet has no data for Fm"),
+    (["--composition", "ArCl"], "no crystal of the template library contains Ar"),
+    (["--composition", "NaCl", "--p1", "--templates", "3"], "belong to the composition pipeline"),
+    (["--composition", "NaCl", "--start-time", "1"], "start-time"),
+    (["--composition", "NaCl", "--templates", "-1"], "--templates"),
+])
+def test_bad_pipeline_requests_fail_before_any_work(tmp_path, capsys, argv, message):
+    """One line on stderr, exit status 2, no output folder."""
+    from crystalflow.cli import main
+
+    dest = tmp_path / "never"
+    code = main(["predict", *argv, "--out", str(dest)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not dest.exists()
+
+
+def test_predict_cli_writes_the_best_structure_and_a_summary(tmp_path, capsys, one_thread):
+    """--num-samples K writes <stem>_0..K-1 (no extra <stem>.cif), summary.csv names the source
+    and template of each, and a second run into the same folder needs --overwrite."""
+    import csv
+
+    from crystalflow.cli import main
+
+    dest = tmp_path / "out"
+    assert main(["predict", "--composition", "KMgF3", "--fast", "--num-samples", "2", "--out", str(dest)]) == 0
+    assert sorted(p.name for p in dest.glob("*.cif")) == ["KMgF3_0.cif", "KMgF3_1.cif"]
+    rows = list(csv.DictReader(open(dest / "summary.csv")))
+    assert [r["file"] for r in rows] == ["KMgF3_0.cif", "KMgF3_1.cif"]
+    assert all(r["source"] == "template" and r["template"] and r["ok"] == "True" for r in rows)
+    assert rows[0]["space_group"] == "221"  # the cubic perovskite
+    capsys.readouterr()
+    assert main(["predict", "--composition", "KMgF3", "--fast", "--out", str(dest)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["predict", "--composition", "KMgF3", "--fast", "--out", str(dest), "--overwrite"]) == 0
+    assert sorted(p.name for p in dest.glob("*.cif")) == ["KMgF3.cif"]
