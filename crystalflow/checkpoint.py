@@ -49,17 +49,24 @@ class Checkpoint:
         }
 
 
-def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
-    """Write atomically (temporary file in the same directory, then ``os.replace``)."""
+def torch_save_atomic(obj, path: str | os.PathLike) -> Path:
+    """``torch.save`` through a temporary file in the same directory and ``os.replace``: an
+    interruption or a full disk never leaves a half-written or temporary file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        torch.save(ckpt.to_dict(), tmp)
+        torch.save(obj, tmp)
         os.replace(tmp, path)
-    except BaseException:  # an interruption or a full disk leaves no temporary file behind
+    except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return path
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
+    """Write atomically (:func:`torch_save_atomic`)."""
+    torch_save_atomic(ckpt.to_dict(), path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:

@@ -234,7 +234,6 @@ class TemplateLibrary:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the library atomically (one ``torch.save`` file)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         blob = {
             "version": LIBRARY_VERSION, "material_ids": list(self.material_ids),
             "space_group": self.space_group.short(), "letters": list(self.letters),
@@ -243,12 +242,9 @@ class TemplateLibrary:
             "element_volumes": self.element_volumes.float(), "sources": list(self.sources),
             "formula_keys": list(self.formula_keys),
         }
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        try:
-            torch.save(blob, tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        from crystalflow.checkpoint import torch_save_atomic
+
+        torch_save_atomic(blob, path)
         return path
 
     @classmethod
