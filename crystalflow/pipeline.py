@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
-from dataclasses import dataclass, field, replace
+import time
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -302,7 +302,7 @@ def predict_compositions(
     compositions: Sequence[dict[int, int]], *, config: PipelineConfig = PipelineConfig(),
     num_outputs: int = 1, library: TemplateLibrary | str | os.PathLike | None = None,
     sg_checkpoint: str | None = None, p1_checkpoint: str | None = None, seed: int = 0,
-    progress: bool = True, keep_all: bool = False,
+    progress: bool = True, keep_all: bool = False, timings: dict[str, float] | None = None,
 ) -> list[list[Candidate]]:
     """Ranked structures for each composition (``{Z: atoms in the cell}``).
 
@@ -314,6 +314,8 @@ def predict_compositions(
         sg_checkpoint / p1_checkpoint: flows (default: the bundled MP-20 ones).
         seed: seed of every flow sample.
         keep_all: return every ranked candidate (benchmarks), not only ``num_outputs``.
+        timings: if given, seconds spent per stage are added to it (``propose``, ``build``,
+            ``flows``, ``p1``, ``check``, ``energy``, ``relax``, ``output_check``).
 
     Returns:
         Per composition, its candidates best first (at least one unless every candidate failed
@@ -322,11 +324,13 @@ def predict_compositions(
     if num_outputs < 1:
         raise InputError(f"--num-samples must be >= 1, got {num_outputs}")
     lib = library if isinstance(library, TemplateLibrary) else load_library(library)
+    clock = _Clock(timings)
     per: list[list[Candidate]] = [[] for _ in compositions]
     proposals: list[list[Proposal]] = []
     for counts in tqdm(compositions, disable=not progress, desc="templates", unit="comp"):
         proposals.append(propose(lib, counts, top=max(config.templates, config.flow_templates),
                                  exact_size=config.exact_size))
+    clock("propose")
     # (a) substituted templates
     for i, props in enumerate(proposals):
         for r, p in enumerate(props[:config.templates]):
@@ -336,6 +340,7 @@ def predict_compositions(
                 continue
             per[i].append(Candidate(s, "template", p.label, p.entry.material_id, p.distance, r,
                                     p.vote))
+    clock("build")
     # (b, c) space-group flow on the top proposals; enumerated templates without a library match
     jobs: list[tuple[int, str, object, tuple | None, Proposal | None, int]] = []
     sg_flow = max_sg = None
@@ -369,6 +374,7 @@ def predict_compositions(
             per[i].append(Candidate(s, kind, p.label if p else template_label(t),
                                     p.entry.material_id if p else "",
                                     p.distance if p else None, r, p.vote if p else 0.0))
+    clock("flows")
     # (d) P1 flow
     p1_jobs = [i for i, props in enumerate(proposals)
                for _ in range(config.p1_samples if props else config.fallback_samples)]
@@ -384,22 +390,41 @@ def predict_compositions(
                                      progress=progress)
         for i, c in zip(p1_jobs, crystals):
             per[i].append(Candidate(c.to_structure(), "p1"))
+    clock("p1")
     # primitive cells, distances, energies, ranking
     flat = [c for cands in per for c in cands]
     for c in tqdm(flat, disable=not progress, desc="checking", unit="cand", leave=False):
         c.structure = _primitive(c.structure)
         c.min_distance = float(min_interatomic_distance(c.structure))
+    clock("check")
     if config.rank == "energy":
         _energies(flat, config, progress)
     ranked = [_dedupe(rank_candidates(cands, config)) for cands in per]
+    clock("energy")
     if config.relax_top:
         _relax(ranked, config, progress)
         ranked = [rank_candidates(cands, config) for cands in ranked]
+    clock("relax")
     out = ranked if keep_all else [cands[:num_outputs] for cands in ranked]
     for cands in out:
         for c in cands[:num_outputs]:
             c.check = check_structure(c.structure)
+    clock("output_check")
     return out
+
+
+class _Clock:
+    """Adds the seconds since the previous call to ``timings[stage]`` (no-op without a dict)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        if self.timings is not None:
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
+        self.last = now
 
 
 def _relax(ranked: list[list[Candidate]], config: PipelineConfig, progress: bool) -> None:

@@ -125,8 +125,9 @@ def main() -> None:
                             energy_weight=args.energy_weight,
                             volume_scan=tuple(float(x) for x in args.volume_scan.split(",") if x))
     t0 = time.time()
+    stages: dict[str, float] = {}
     ranked = predict_compositions(comps, config=config, library=lib, seed=args.seed, keep_all=True,
-                                  progress=True)
+                                  progress=True, timings=stages)
     t_pipeline = time.time() - t0
     t0 = time.time()
     scores = parallel_map(_score, [(r.as_dict(), [c.structure.as_dict() for c in cands])
@@ -162,7 +163,8 @@ def main() -> None:
     report = {
         "rows": len(rows), "config": config.__dict__,
         "seconds_per_composition": {"pipeline": round(t_pipeline / len(rows), 3),
-                                    "scoring": round(t_score / len(rows), 3)},
+                                    "scoring": round(t_score / len(rows), 3)}
+        | {f"stage_{k}": round(v / len(rows), 4) for k, v in stages.items()},
         "pipeline_energy": _rates(rows, energy_key),
         "pipeline_energy_only": _rates(rows, energy_only_key),
         "pipeline_similarity": _rates(rows, similarity_key),
