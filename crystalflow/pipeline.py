@@ -286,16 +286,28 @@ def rank_candidates(cands: list[Candidate], config: PipelineConfig) -> list[Cand
     return sorted(cands, key=key)
 
 
-def _dedupe(ranked: list[Candidate], tol: float = 1e-4) -> list[Candidate]:
-    """Drop a candidate that repeats the one before it (same formula, same energy within ``tol``
-    eV/atom, same number of atoms): the same crystal reached twice."""
+def distinct_best(ranked: Sequence[Candidate], k: int) -> list[Candidate]:
+    """The ``k`` best candidates, different crystals first: a candidate that a tight
+    ``StructureMatcher`` (ltol 0.05, stol 0.05, angle 1, volumes scaled) matches to a better one
+    is passed over, so two templates related by an origin shift (Pm-3m perovskites written on
+    1a/1b/3c and on 1b/1a/3d) do not fill two of the ``--num-samples`` places while a distorted
+    variant waits. When fewer than ``k`` distinct crystals exist, the passed-over ones fill up."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    if k <= 1:
+        return list(ranked[:k])
+    matcher = StructureMatcher(ltol=0.05, stol=0.05, angle_tol=1.0)
     out: list[Candidate] = []
+    repeats: list[Candidate] = []
     for c in ranked:
-        if out and c.energy is not None and out[-1].energy is not None \
-                and abs(c.energy - out[-1].energy) < tol and len(c.structure) == len(out[-1].structure):
-            continue
-        out.append(c)
-    return out
+        if len(out) == k:
+            break
+        try:
+            seen = any(matcher.fit(c.structure, o.structure) for o in out)
+        except Exception:  # a degenerate cell: keep it, the output check flags it
+            seen = False
+        (repeats if seen else out).append(c)
+    return out + repeats[:k - len(out)]
 
 
 def predict_compositions(
@@ -399,13 +411,13 @@ def predict_compositions(
     clock("check")
     if config.rank == "energy":
         _energies(flat, config, progress)
-    ranked = [_dedupe(rank_candidates(cands, config)) for cands in per]
+    ranked = [rank_candidates(cands, config) for cands in per]
     clock("energy")
     if config.relax_top:
         _relax(ranked, config, progress)
         ranked = [rank_candidates(cands, config) for cands in ranked]
     clock("relax")
-    out = ranked if keep_all else [cands[:num_outputs] for cands in ranked]
+    out = ranked if keep_all else [distinct_best(cands, num_outputs) for cands in ranked]
     for cands in out:
         for c in cands[:num_outputs]:
             c.check = check_structure(c.structure)

@@ -167,3 +167,22 @@ def test_predict_cli_writes_the_best_structure_and_a_summary(tmp_path, capsys, o
     assert "--overwrite" in capsys.readouterr().err
     assert main(["predict", "--composition", "KMgF3", "--fast", "--out", str(dest), "--overwrite"]) == 0
     assert sorted(p.name for p in dest.glob("*.cif")) == ["KMgF3.cif"]
+
+
+def test_distinct_best_puts_different_crystals_first():
+    """An origin-shifted, rescaled copy of the best crystal waits behind a different crystal, and
+    fills a place only when no other crystal is left."""
+    from pymatgen.core import Lattice, Structure
+
+    from crystalflow.pipeline import distinct_best
+
+    perov = Structure(Lattice.cubic(3.9), ["Sr", "Ti", "O", "O", "O"],
+                      [[0, 0, 0], [.5, .5, .5], [0, .5, .5], [.5, 0, .5], [.5, .5, 0]])
+    shifted = Structure(Lattice.cubic(4.1), ["Sr", "Ti", "O", "O", "O"],
+                        [[.5, .5, .5], [0, 0, 0], [.5, 0, 0], [0, .5, 0], [0, 0, .5]])
+    other = Structure(Lattice.tetragonal(3.9, 4.6), ["Sr", "Ti", "O", "O", "O"],
+                      [[0, 0, 0], [.5, .5, .55], [0, .5, .5], [.5, 0, .5], [.5, .5, .1]])
+    ranked = [Candidate(perov, "template"), Candidate(shifted, "template"), Candidate(other, "template")]
+    assert [c.structure for c in distinct_best(ranked, 2)] == [perov, other]
+    assert [c.structure for c in distinct_best(ranked, 3)] == [perov, other, shifted]
+    assert distinct_best(ranked, 1)[0].structure is perov
