@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
     res = generate_crystals(flow, dist, args.num, space_group=sg, elements=elements,
                             num_atoms=args.num_atoms, steps=args.steps, seed=args.seed,
-                            batch_size=args.batch_size, retries=args.retries)
+                            batch_size=args.batch_size, retries=args.retries, progress=True)
     rows = write_generated(res.crystals, out, res.checks)
     if args.json:
         for r in rows:
