@@ -61,7 +61,8 @@ def test_predict_from_csv_use_space_group(tiny_checkpoint, tiny_csv, tmp_path, c
     lines = captured.out.strip().splitlines()
     summary = json.loads(lines[-1])
     n = len(ds)
-    assert summary == {"rows": n + 1, "skipped": 1, "written": 3 * n, "out": str(out)}
+    assert summary == {"rows": n + 1, "skipped": 1, "written": 2 * n, "out": str(out)}
+    assert not list(out.glob("m0.cif"))  # K > 1 samples: <id>_<k>.cif only, never <id>.cif too
     assert any("skipping row bad" in line for line in captured.err.splitlines())  # warnings: stderr
     # the analysis is cached now: a second run still reports the skipped row
     rc = main(["predict", "--from-csv", str(path), "--use-space-group", "--steps", "2",
@@ -71,14 +72,14 @@ def test_predict_from_csv_use_space_group(tiny_checkpoint, tiny_csv, tmp_path, c
     assert rc == 0 and any("skipping row bad" in line for line in captured.err.splitlines())
     assert json.loads(again[-1])["skipped"] == 1
     for i in range(n):
-        for name in (f"m{i}.cif", f"m{i}_0.cif", f"m{i}_1.cif"):
+        for name in (f"m{i}_0.cif", f"m{i}_1.cif"):
             s = Structure.from_file(out / name)
             assert s.composition.reduced_composition == ds.structure(i).composition.reduced_composition
         # the prediction keeps the requested space group (or a supergroup: untrained model)
         want = ds.templates[i].space_group
         from crystalflow.symmetry import get_space_group
 
-        got = analyze_structure(Structure.from_file(out / f"m{i}.cif"), symprec=1e-3).space_group
+        got = analyze_structure(Structure.from_file(out / f"m{i}_0.cif"), symprec=1e-3).space_group
         assert get_space_group(got).num_ops >= get_space_group(want).num_ops
 
 
