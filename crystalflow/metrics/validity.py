@@ -205,12 +205,38 @@ def smact_validity(
     data = [_smact_element_data(s) for s in symbols]
     ox_lists = [d[0] for d in data]
     electronegs = [d[1] for d in data]
-    for ox_states in itertools.product(*ox_lists):
-        if sum(o * n for o, n in zip(ox_states, stoich)) != 0:
-            continue
+    for ox_states in _neutral_combinations(ox_lists, stoich):
         if not use_pauling_test or _pauling_test_cdvae(ox_states, electronegs):
             return True
     return False
+
+
+def _neutral_combinations(ox_lists: Sequence[Sequence[int]], stoich: Sequence[int]):
+    """The combinations of ``itertools.product(*ox_lists)`` whose charge ``sum(o * n)`` is zero,
+    found by a depth-first search that drops a partial choice as soon as the remaining elements
+    can no longer bring the charge back to zero. Same set as filtering the full product (CDVAE's
+    loop), without its exponential cost for compositions with many elements (a DNG sample with
+    eight elements has millions of products)."""
+    k = len(ox_lists)
+    lo = [min(o) * n if o else 0 for o, n in zip(ox_lists, stoich)]
+    hi = [max(o) * n if o else 0 for o, n in zip(ox_lists, stoich)]
+    rest_lo = [sum(lo[i:]) for i in range(k + 1)]
+    rest_hi = [sum(hi[i:]) for i in range(k + 1)]
+    chosen: list[int] = []
+
+    def search(i: int, charge: int):
+        if i == k:
+            if charge == 0:
+                yield tuple(chosen)
+            return
+        for o in ox_lists[i]:
+            c = charge + o * stoich[i]
+            if c + rest_lo[i + 1] <= 0 <= c + rest_hi[i + 1]:
+                chosen.append(o)
+                yield from search(i + 1, c)
+                chosen.pop()
+
+    yield from search(0, 0)
 
 
 def is_valid(structure: Structure, cutoff: float = DISTANCE_CUTOFF) -> bool:
