@@ -9,6 +9,8 @@ everything degrades to a single process and no process group is created.
 
 from __future__ import annotations
 
+import gc
+
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -80,8 +82,11 @@ def setup(device: str | torch.device | None = None) -> DistInfo:
 
 
 def cleanup() -> None:
-    """Destroy the process group (if any)."""
+    """Destroy the process group (if any). Unreferenced ``DistributedDataParallel`` wrappers
+    (e.g. kept alive only by closures of a finished training loop) are collected first: a gloo
+    group's destructor run after the group was destroyed can deadlock."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 

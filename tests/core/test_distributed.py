@@ -6,6 +6,7 @@ tests then compare what the workers wrote with a single-process computation.
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 
@@ -83,6 +84,10 @@ def _worker(rank: int, world: int, port: int, tmp: str) -> None:
         out.total.backward()
         torch.save({"grads": {n: p.grad for n, p in flow.model.named_parameters()},
                     "params": flow.model.state_dict()}, f"{tmp}/grad{rank}.pt")
+        # free the DDP wrapper (and its reducer) while the process group still exists: freed
+        # only at return, after cleanup() destroyed the group, gloo's destructor can deadlock
+        del module, out
+        gc.collect()
         # 2. an uninterrupted 4-step run against 2 steps + resume for 2 more
         ds = make_dataset(equal_sizes=False)
 
