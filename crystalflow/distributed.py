@@ -10,7 +10,6 @@ everything degrades to a single process and no process group is created.
 from __future__ import annotations
 
 import gc
-
 import os
 from dataclasses import dataclass
 from datetime import timedelta
