@@ -202,9 +202,41 @@ class SymmetricDataset:
                 if progress and (k + 1) % 1000 == 0:
                     print(f"analysed {k + 1}/{len(args)} rows of {path.name} "
                           f"({time.time() - t0:.0f} s)", flush=True)
+        ds, problems = cls._from_results([str(m) for m in table["material_id"]], results, path)
+        if use_cache:
+            from crystalflow.checkpoint import torch_save_atomic
+
+            torch_save_atomic(ds._blob() | {"problems": problems}, cache_file)
+        return ds
+
+    @classmethod
+    def from_cif_folder(cls, folder: str | os.PathLike, *, symprec: float = DEFAULT_SYMPREC,
+                        progress: bool = True) -> "SymmetricDataset":
+        """Analyse every ``*.cif`` of a folder (ids: the file stems), as :meth:`from_csv` does a
+        CSV's rows (not cached); files spglib cannot analyse are skipped with a warning.
+
+        Raises:
+            InputError: the folder holds no ``.cif`` file.
+            DataError: no file could be analysed.
+        """
+        from tqdm.auto import tqdm
+
+        folder = Path(folder)
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".cif")
+        if not files:
+            raise InputError(f"{folder} holds no .cif files")
+        results = [_analyze_row((p.read_text(errors="replace"), p.stem, symprec))
+                   for p in tqdm(files, disable=not progress, desc="analysing CIFs", unit="file")]
+        return cls._from_results([p.stem for p in files], results, folder)[0]
+
+    @classmethod
+    def _from_results(cls, ids: Sequence[str], results: Sequence, source: Path
+                      ) -> tuple["SymmetricDataset", list[tuple[str, str]]]:
+        """Collate :func:`_analyze_row` results (a reason string for a failed row, skipped with
+        a warning) into a dataset; also returns the ``(id, reason)`` of the skipped rows."""
         fracs, lats, types, nums, templates, mids = [], [], [], [], [], []
         problems = []
-        for mid, res in zip(table["material_id"], results):
+        for mid, res in zip(ids, results):
             if isinstance(res, str):
                 problems.append((str(mid), res))
                 warnings.warn(f"skipping row {mid}: {res}")
@@ -217,15 +249,11 @@ class SymmetricDataset:
             nums.append(len(atom_types))
             mids.append(str(mid))
         if not templates:
-            raise DataError(f"no row of {path} could be analysed")
+            raise DataError(f"no row of {source} could be analysed")
         ds = cls(frac=torch.cat(fracs), lattice=torch.stack(lats), atom_types=torch.cat(types),
                  num_atoms=torch.tensor(nums, dtype=torch.long), templates=tuple(templates),
                  material_ids=tuple(mids), skipped=len(problems))
-        if use_cache:
-            tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-            torch.save(ds._blob() | {"problems": problems}, tmp)
-            os.replace(tmp, cache_file)
-        return ds
+        return ds, problems
 
 
 def load_symmetric_split(dataset: str, split: str, data_dir: str | os.PathLike | None = None, *,

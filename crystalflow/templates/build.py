@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Sequence
-
-import torch
-from tqdm.auto import tqdm
 
 from crystalflow.crystals.dataset import read_cif_table
 from crystalflow.errors import InputError
@@ -16,38 +12,6 @@ from crystalflow.symmetry import DEFAULT_SYMPREC
 from crystalflow.templates.library import TemplateLibrary
 
 __all__ = ["build_library", "excluded_ids"]
-
-
-def _folder_dataset(folder: Path, symprec: float, progress: bool):
-    """A :class:`SymmetricDataset` of every ``*.cif`` in ``folder`` (ids: file stems)."""
-    from pymatgen.core import Structure
-
-    from crystalflow.crystals.symmetric import SymmetricDataset
-    from crystalflow.symmetry import analyze_structure
-
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".cif")
-    if not files:
-        raise InputError(f"{folder} holds no .cif files")
-    fracs, lats, types, nums, templates, ids = [], [], [], [], [], []
-    skipped = 0
-    for path in tqdm(files, disable=not progress, desc="analysing CIFs", unit="file"):
-        try:
-            s = analyze_structure(Structure.from_file(path), symprec=symprec)
-        except Exception as exc:  # one bad file must not stop the build
-            warnings.warn(f"skipping {path.name}: {exc}")
-            skipped += 1
-            continue
-        fracs.append(torch.as_tensor(s.frac))
-        lats.append(torch.as_tensor(s.lattice))
-        types.append(torch.as_tensor(s.atom_types))
-        nums.append(len(s.atom_types))
-        templates.append(s.template)
-        ids.append(path.stem)
-    if not templates:
-        raise InputError(f"no CIF in {folder} could be analysed")
-    return SymmetricDataset(frac=torch.cat(fracs), lattice=torch.stack(lats),
-                            atom_types=torch.cat(types), num_atoms=torch.tensor(nums),
-                            templates=tuple(templates), material_ids=tuple(ids), skipped=skipped)
 
 
 def excluded_ids(spec: str) -> set[str]:
@@ -85,7 +49,8 @@ def build_library(sources: Sequence[str | os.PathLike], out: str | os.PathLike, 
     for src in sources:
         path = Path(src)
         if path.is_dir():
-            datasets.append(_folder_dataset(path, symprec, progress))
+            datasets.append(SymmetricDataset.from_cif_folder(path, symprec=symprec,
+                                                             progress=progress))
         elif path.is_file():
             datasets.append(SymmetricDataset.from_csv(path, symprec=symprec, workers=workers,
                                                       progress=progress))

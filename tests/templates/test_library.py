@@ -119,3 +119,22 @@ def test_bad_library_file_is_a_clean_error(tmp_path):
         TemplateLibrary.load(bad)
     with pytest.raises(InputError, match="no template library"):
         TemplateLibrary.load(tmp_path / "missing.pt")
+
+
+def test_library_from_a_cif_folder_equals_the_csv_one(small_csv, small_library, tmp_path):
+    """A folder of the same crystals as CIF files (ids = file stems) gives the same library, and
+    an unreadable file is skipped with a warning."""
+    lib_csv, _, _ = small_library
+    table = pd.read_csv(small_csv)
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for mid, cif in zip(table["material_id"].iloc[:10], table["cif"].iloc[:10]):
+        (folder / f"{mid}.cif").write_text(cif)
+    (folder / "broken.cif").write_text("data_x\n_cell_length_a 1\n")
+    with pytest.warns(UserWarning, match="skipping row broken"):
+        lib = build_library([folder], tmp_path / "f.pt", progress=False)
+    assert sorted(lib.material_ids) == sorted(table["material_id"].iloc[:10])
+    for i, mid in enumerate(lib.material_ids):
+        j = lib_csv.material_ids.index(mid)
+        assert lib.template(i) == lib_csv.template(j)
+        assert torch.allclose(lib.lattice[i], lib_csv.lattice[j])
