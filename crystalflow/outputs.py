@@ -11,10 +11,13 @@ One place for "where do a run's files go":
   leave the folder and never collide.
 * :func:`record_outputs` appends written file names to the manifest, so the next ``--overwrite``
   clears exactly them.
+* :func:`write_summary_csv` writes a run's ``summary.csv``; :func:`write_ranked` the ranked
+  structures of the composition pipeline with their summary rows.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
@@ -24,7 +27,8 @@ from pathlib import Path
 
 from crystalflow.errors import InputError
 
-__all__ = ["MANIFEST", "prepare_output_dir", "record_outputs", "safe_stems"]
+__all__ = ["MANIFEST", "SUMMARY_COLUMNS", "prepare_output_dir", "record_outputs", "safe_stems",
+           "warn_failed_checks", "write_ranked", "write_summary_csv"]
 
 #: file in an output folder listing (one name a line) the files crystalflow wrote there
 MANIFEST = ".crystalflow-files"
@@ -155,3 +159,65 @@ def write_summary_csv(path: str | os.PathLike, rows: Sequence[dict],
     write_text_atomic(out, buf.getvalue())
     record_outputs(path, ["summary.csv"])
     return out
+
+
+def warn_failed_checks(rows: Sequence[dict], out_dir: str | os.PathLike) -> int:
+    """One line on stderr counting the summary rows whose check failed (``ok`` false); returns
+    that count (0: nothing printed)."""
+    import sys
+
+    failed = sum(1 for r in rows if not r["ok"])
+    if failed:
+        print(f"warning: {failed} of {len(rows)} structures failed the check (ok=False, see "
+              f"'problem' in {Path(out_dir) / 'summary.csv'})", file=sys.stderr)
+    return failed
+
+
+# -- ranked predictions of crystalflow.pipeline -----------------------------------------------
+
+#: columns of ``predict``'s summary.csv, one row per written structure
+SUMMARY_COLUMNS = ("id", "rank", "file", "formula", "num_atoms", "source", "template",
+                   "template_id", "distance", "energy_per_atom", "relaxed_energy_per_atom",
+                   "space_group", "min_distance", "structure_valid", "composition_valid", "ok",
+                   "problem")
+
+
+def write_ranked(out_dir: str | os.PathLike, stems: Sequence[str],
+                 ranked: Sequence[Sequence], num_outputs: int) -> list[dict]:
+    """Write each composition's best :class:`~crystalflow.pipeline.Candidate` structures and
+    return their summary rows (:data:`SUMMARY_COLUMNS`; write them with
+    :func:`write_summary_csv`).
+
+    ``num_outputs == 1``: ``<stem>.cif``; otherwise ``<stem>_<k>.cif`` for k = 0..K-1 (never both,
+    so an evaluation never counts the best structure twice). Files are written atomically and
+    recorded in the folder's manifest (:func:`record_outputs`); every structure carries its
+    output check (:func:`crystalflow.checks.check_structure`).
+    """
+    from crystalflow.checks import check_structure
+    from crystalflow.crystals.crystal import write_text_atomic
+
+    out = Path(out_dir)
+    rows, names = [], []
+    for stem, cands in zip(stems, ranked):
+        for k, c in enumerate(cands[:num_outputs]):
+            name = f"{stem}.cif" if num_outputs == 1 else f"{stem}_{k}.cif"
+            write_text_atomic(out / name, c.structure.to(fmt="cif"))
+            names.append(name)
+            check = c.check or check_structure(c.structure)
+            rows.append({
+                "id": stem, "rank": k, "file": name,
+                "formula": c.structure.composition.formula.replace(" ", ""),
+                "num_atoms": len(c.structure), "source": c.source, "template": c.template,
+                "template_id": c.template_id, "distance": _round(c.distance),
+                "energy_per_atom": _round(c.energy), "relaxed_energy_per_atom": _round(c.relaxed_energy),
+                "space_group": check.space_group, "min_distance": round(check.min_distance, 4),
+                "structure_valid": check.structure_valid,
+                "composition_valid": check.composition_valid, "ok": check.ok,
+                "problem": check.problem,
+            })
+    record_outputs(out, names)
+    return rows
+
+
+def _round(x: float | None, digits: int = 5) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(float(x), digits)

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from crystalflow.generation import (
         _load, generate_crystals, parse_elements, select_skeletons, write_generated,
     )
-    from crystalflow.outputs import prepare_output_dir
+    from crystalflow.outputs import prepare_output_dir, warn_failed_checks
     from crystalflow.symmetry.groups import check_space_group_number
 
     sg = None if args.space_group is None else check_space_group_number(args.space_group)
@@ -79,9 +79,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{res.resampled} structure(s) were re-sampled after failing the check", file=notes)
     if res.repaired:
         print(f"{len(res.repaired)} structure(s) needed the element-coverage fallback", file=notes)
-    failed = res.failed
-    if failed:
-        print(f"warning: {len(failed)} of {len(rows)} structures failed the check "
-              f"(ok=False, see 'problem' in {out / 'summary.csv'})", file=sys.stderr)
+    warn_failed_checks(rows, out)
     print(f"wrote {len(rows)} CIF files and summary.csv to {out}", file=notes)
     return 0

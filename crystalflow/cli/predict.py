@@ -143,8 +143,11 @@ def _run_pipeline(args: argparse.Namespace, config) -> int:
     from collections import Counter
 
     from crystalflow.composition import atom_types_for
-    from crystalflow.outputs import prepare_output_dir, safe_stems
-    from crystalflow.pipeline import predict_compositions, write_ranked, write_summary
+    from crystalflow.outputs import (
+        SUMMARY_COLUMNS, prepare_output_dir, safe_stems, warn_failed_checks, write_ranked,
+        write_summary_csv,
+    )
+    from crystalflow.pipeline import predict_compositions
     from crystalflow.templates import load_library
 
     library = load_library(args.library)
@@ -168,11 +171,8 @@ def _run_pipeline(args: argparse.Namespace, config) -> int:
                                       p1_checkpoint=args.checkpoint, seed=args.seed,
                                       progress=True)
         rows += write_ranked(out, stems[lo:lo + chunk], ranked, args.num_samples)
-        write_summary(out, rows)
-    bad = [r for r in rows if not r["ok"]]
-    if bad:
-        print(f"warning: {len(bad)} of {len(rows)} written structures failed the check "
-              f"(ok=False, see 'problem' in {out / 'summary.csv'})", file=sys.stderr)
+        write_summary_csv(out, rows, SUMMARY_COLUMNS)
+    warn_failed_checks(rows, out)
     if args.from_csv:
         print(json.dumps({"rows": rows_total, "skipped": skipped, "written": len(rows),
                           "out": str(out)}))
@@ -257,7 +257,7 @@ def _run_flow_composition(args: argparse.Namespace, out: Path) -> int:
             checkpoint=args.checkpoint, seed=args.seed, p1=True,
         )
     from crystalflow.checks import check_structure
-    from crystalflow.outputs import write_summary_csv
+    from crystalflow.outputs import warn_failed_checks, write_summary_csv
 
     name = structures[0].composition.reduced_formula
     names, rows = [], []
@@ -271,10 +271,7 @@ def _run_flow_composition(args: argparse.Namespace, out: Path) -> int:
               f"space group {check.space_group}{'' if check.ok else '  (' + check.problem + ')'}")
     write_summary_csv(out, rows)
     record_outputs(out, names)
-    bad = [r for r in rows if not r["ok"]]
-    if bad:
-        print(f"warning: {len(bad)} of {len(rows)} structures failed the check "
-              f"(ok=False, see 'problem' in {out / 'summary.csv'})", file=sys.stderr)
+    warn_failed_checks(rows, out)
     print(f"wrote {len(structures)} CIF files and summary.csv to {out}")
     return 0
 
