@@ -160,33 +160,29 @@ def propose(library: TemplateLibrary, counts: dict[int, int], *, top: int = 20,
     mnum = mendeleev_numbers()
     perms = _assignments(tgt_n)
     fallback = float(np.nanmax(mnum))
-    scored = []
+    label_rows: dict[tuple, set[int]] = defaultdict(set)
+    votes: dict[tuple, float] = defaultdict(float)
+    best: dict[tuple, tuple] = {}
     for i in rows:
         t = library.template(i)
         src_z, _ = _slots(t.composition)
-        src_units = anonymous_key(t.composition)[1] // centering(t.space_group)
-        same = src_units == units
-        if exact_size and not same:
+        size_miss = anonymous_key(t.composition)[1] // centering(t.space_group) != units
+        if exact_size and size_miss:
             continue
         src_m = mnum[src_z]
         for p in perms:
             z_to = [tgt_z[j] for j in p]  # source slot k takes target element z_to[k]
             diff = np.abs(src_m - mnum[z_to])
             diff = np.where(np.isnan(diff), fallback, diff)
+            dist = float((weights[list(p)] * diff).sum())
             mapping = dict(zip(src_z, z_to))
-            scored.append((not same, float((weights[list(p)] * diff).sum()), i, mapping))
-    label_rows: dict[tuple, set[int]] = defaultdict(set)
-    votes: dict[tuple, float] = defaultdict(float)
-    best: dict[tuple, tuple] = {}
-    for size_miss, dist, i, mapping in scored:
-        t = library.template(i)
-        sub = tuple(mapping[z] for z in t.atom_types)
-        label = (t.space_group, tuple(sorted(zip(t.letters, sub))))
-        label_rows[label].add(i)
-        if not size_miss:
-            votes[label] += math.exp(-dist / VOTE_SCALE)
-        if label not in best or (size_miss, dist) < best[label][:2]:
-            best[label] = (size_miss, dist, i, mapping, sub)
+            sub = tuple(mapping[z] for z in t.atom_types)
+            label = (t.space_group, tuple(sorted(zip(t.letters, sub))))
+            label_rows[label].add(i)
+            if not size_miss:
+                votes[label] += math.exp(-dist / VOTE_SCALE)
+            if label not in best or (size_miss, dist) < best[label][:2]:
+                best[label] = (size_miss, dist, i, mapping, sub)
     ranked = sorted(best.items(), key=lambda kv: (kv[1][0], kv[1][1], -len(label_rows[kv[0]]), kv[1][2]))
     out = []
     for label, (size_miss, dist, i, mapping, sub) in ranked[:top]:
