@@ -202,13 +202,12 @@ class TemplateLibrary:
         ids, sgs, letters, norb, types, lats, reps = [], [], [], [], [], [], []
         seen: set[str] = set()
         for ds in datasets:
-            offsets = ds._offsets
             for i, (mid, t) in enumerate(zip(ds.material_ids, ds.templates)):
                 if mid in exclude or mid in seen:
                     continue
                 seen.add(mid)
                 mults = torch.tensor([wp.multiplicity for wp in t.positions])
-                first = int(offsets[i]) + torch.cumsum(mults, 0) - mults
+                first = ds.rows(i).start + torch.cumsum(mults, 0) - mults  # orbit representatives
                 ids.append(mid)
                 sgs.append(t.space_group)
                 letters.append("".join(t.letters))
