@@ -1,0 +1,74 @@
+"""Pinned fixed-seed samples of the bundled space-group checkpoints (SG-CSP and DNG).
+
+The values were recorded before the flows moved onto the shared solver and Wyckoff path; any
+change of the sampling mathematics shows up here. Only orbit representatives (one atom per orbit),
+lattice parameters and orbit types are pinned: four steps, two crystals. ``scripts/
+check_sample_identity.py`` compares many more settings at 1e-6 on one machine; the tolerance here
+leaves room for float32 differences between CPUs.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from crystalflow.dng import Skeleton
+from crystalflow.pretrained import load_pretrained
+from crystalflow.symmetry import WyckoffTemplate
+
+ATOL = 1e-5
+
+SGCSP_CASES = {
+    # (checkpoint, method): (templates, representatives, lattice parameters)
+    ("sgcsp_mp_20.pt", "euler"): (
+        [WyckoffTemplate(194, ("h", "c"), (30, 8)), WyckoffTemplate(14, ("e", "a"), (8, 26))],
+        [[0.5887141, 0.1774282, 0.25], [0.3333333, 0.6666667, 0.25], [0.2431173, 0.3217236, 0.6337502],
+         [0.0, 0.0, 0.0]],
+        [[5.28633, 5.28633, 4.11885, 90.0, 90.0, 120.0], [3.75306, 3.35214, 5.1983, 90.0, 99.79096, 90.0]],
+    ),
+    ("sgcsp_mp_20.pt", "midpoint"): (
+        [WyckoffTemplate(194, ("h", "c"), (30, 8)), WyckoffTemplate(14, ("e", "a"), (8, 26))],
+        [[0.2817839, 0.5635679, 0.25], [0.3333333, 0.6666667, 0.25], [0.2804924, 0.2998702, 0.6997687],
+         [0.0, 0.0, 0.0]],
+        [[5.0871, 5.0871, 4.60542, 90.0, 90.0, 120.0], [3.55964, 3.19681, 5.10661, 90.0, 97.52742, 90.0]],
+    ),
+    ("sgcsp_perov_5.pt", "euler"): (
+        [WyckoffTemplate(99, ("a", "b", "b", "c"), (56, 22, 8, 8))],
+        [[0.0, 0.0, 0.9652439], [0.5, 0.5, 0.6200281], [0.5, 0.5, 0.0430161], [0.5, 0.0, 0.5087953]],
+        [[4.00977, 4.00977, 4.01545, 90.0, 90.0, 90.0]],
+    ),
+}
+
+
+def _representatives(out) -> tuple[torch.Tensor, torch.Tensor]:
+    """``([M, 3] one atom per orbit, [M] its type)`` of a sampled batch."""
+    sym = out.symmetry
+    first = torch.cumsum(sym.orbit_size, 0) - sym.orbit_size
+    return out.frac.double().index_select(0, first), out.atom_types.index_select(0, first)
+
+
+def _close(got: torch.Tensor, want: list, atol: float) -> None:
+    torch.testing.assert_close(got.double(), torch.tensor(want, dtype=torch.float64), atol=atol, rtol=0)
+
+
+@pytest.mark.parametrize("key", list(SGCSP_CASES), ids=lambda k: f"{k[0][:-3]}-{k[1]}")
+def test_bundled_sgcsp_samples_are_pinned(key, one_thread):
+    name, method = key
+    templates, reps, lattice = SGCSP_CASES[key]
+    flow, _ = load_pretrained(name, task="sgcsp")
+    out = flow.sample(templates, steps=4, method=method, generator=torch.Generator().manual_seed(0))
+    got, _ = _representatives(out)
+    _close(got, reps, ATOL)
+    _close(out.lattice, lattice, 1e-4)  # pinned to 5 decimals (Angstrom and degrees)
+
+
+def test_bundled_dng_sample_is_pinned(one_thread):
+    (flow, _), _ = load_pretrained(task="dng")
+    skeletons = [Skeleton(225, ("a", "b")), Skeleton(62, ("c", "c", "d"))]
+    out = flow.sample(skeletons, steps=4, generator=torch.Generator().manual_seed(0))
+    reps, types = _representatives(out)
+    _close(reps, [[0.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.1604398, 0.25, 0.3411859], [0.300075, 0.25, 0.4476096],
+                  [0.4162011, 0.5088923, 0.4777602]], ATOL)
+    _close(out.lattice, [[4.3813, 4.3813, 4.3813, 90.0, 90.0, 90.0], [6.24714, 6.05709, 5.59563, 90.0, 90.0, 90.0]],
+           1e-4)
+    assert types.tolist() == [24, 8, 66, 22, 8]
