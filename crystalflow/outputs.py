@@ -11,8 +11,12 @@ One place for "where do a run's files go":
   leave the folder and never collide.
 * :func:`record_outputs` appends written file names to the manifest, so the next ``--overwrite``
   clears exactly them.
-* :func:`write_summary_csv` writes a run's ``summary.csv``; :func:`write_ranked` the ranked
-  structures of the composition pipeline with their summary rows.
+* :func:`prepare_output_file` is the same check for a single output file (a CSV, a plot): an
+  existing file is refused unless ``overwrite`` is given.
+* :func:`write_checked` writes structures with their check (:func:`crystalflow.checks.check_structure`)
+  and returns the summary rows (:data:`CHECKED_COLUMNS`); :func:`write_ranked` does the same for
+  the ranked candidates of the composition pipeline; :func:`write_summary_csv` writes a run's
+  ``summary.csv`` and :func:`warn_failed_checks` counts the failures on stderr.
 """
 
 from __future__ import annotations
@@ -22,13 +26,18 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crystalflow.errors import InputError
 
-__all__ = ["MANIFEST", "SUMMARY_COLUMNS", "prepare_output_dir", "record_outputs", "safe_stems",
-           "warn_failed_checks", "write_ranked", "write_summary_csv"]
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+__all__ = ["CHECKED_COLUMNS", "MANIFEST", "SUMMARY_COLUMNS", "output_name", "prepare_output_dir",
+           "prepare_output_file", "record_outputs", "safe_stems", "warn_failed_checks",
+           "write_checked", "write_ranked", "write_samples", "write_summary_csv"]
 
 #: file in an output folder listing (one name a line) the files crystalflow wrote there
 MANIFEST = ".crystalflow-files"
@@ -58,20 +67,50 @@ def prepare_output_dir(path: str | os.PathLike, *, overwrite: bool = False) -> P
     blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         raise InputError(f"output folder {out} lies under the file {blocker}; give another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".crystalflow-probe-", dir=out)
-        os.close(fd)
-        os.remove(probe)
-    except OSError as exc:
-        raise InputError(f"output folder {out} is not writable ({exc.strerror or exc}); "
-                         "give a writable --out") from None
+    _create_writable(out, "output folder", "--out")
     if any(out.iterdir()):
         if not overwrite:
             raise InputError(f"output folder {out} is not empty; give an empty --out or add "
                              "--overwrite to replace the previous run's files")
         _remove_previous(out)
     return out
+
+
+def prepare_output_file(path: str | os.PathLike, *, overwrite: bool = False,
+                        option: str = "--out") -> Path:
+    """Check an output file's place before any work is done (the file itself is not created).
+
+    Args:
+        path: the file; its folder is created when missing.
+        overwrite: allow replacing an existing file (only that file is ever replaced).
+        option: the command-line option named in the messages.
+
+    Raises:
+        InputError: ``path`` is a folder, lies under a file, its folder is not writable, or it
+            exists while ``overwrite`` is False.
+    """
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise InputError(f"{option} {out} is a folder; give a file name")
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise InputError(f"{option} {out} lies under the file {blocker}; give another {option}")
+    _create_writable(out.parent, "folder", option)
+    if out.exists() and not overwrite:
+        raise InputError(f"{out} exists; give another {option} or add --overwrite to replace it")
+    return out
+
+
+def _create_writable(folder: Path, what: str, option: str) -> None:
+    """Create ``folder`` (with parents) and prove it writable with a temporary probe file."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".crystalflow-probe-", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        raise InputError(f"{what} {folder} is not writable ({exc.strerror or exc}); "
+                         f"give a writable {option}") from None
 
 
 def _previous_files(out: Path) -> list[Path]:
@@ -173,6 +212,75 @@ def warn_failed_checks(rows: Sequence[dict], out_dir: str | os.PathLike) -> int:
     return failed
 
 
+# -- checked structures ------------------------------------------------------------------------
+
+#: columns of the flow predictions' summary.csv (``predict --p1 / --space-group / --use-space-group``)
+CHECKED_COLUMNS = ("id", "rank", "file", "formula", "num_atoms", "space_group",
+                   "requested_space_group", "min_distance", "structure_valid", "composition_valid",
+                   "ok", "problem")
+
+
+def output_name(stem: str, rank: int, num_outputs: int) -> str:
+    """``<stem>.cif`` when one structure per id is written, else ``<stem>_<rank>.cif`` (never
+    both, so an evaluation never counts a structure twice)."""
+    return f"{stem}.cif" if num_outputs == 1 else f"{stem}_{rank}.cif"
+
+
+def _structure_columns(stem: str, rank: int, name: str, structure, check) -> dict:
+    """The summary columns every written structure has: where it is and how it was checked."""
+    return {"id": stem, "rank": rank, "file": name,
+            "formula": structure.composition.formula.replace(" ", ""),
+            "num_atoms": len(structure)} | check.to_row() | {
+            "min_distance": round(check.min_distance, 4)}
+
+
+def write_checked(out_dir: str | os.PathLike,
+                  outputs: Iterable[tuple[str, int, Structure, int | None]],
+                  num_outputs: int) -> list[dict]:
+    """Check and write structures; return their summary rows (:data:`CHECKED_COLUMNS`).
+
+    Args:
+        out_dir: a folder prepared by :func:`prepare_output_dir`.
+        outputs: ``(stem, rank, structure, requested space group or None)`` per structure; the
+            stems must already be safe (:func:`safe_stems`).
+        num_outputs: structures per stem (file names: :func:`output_name`).
+
+    Each file is written atomically and recorded in the folder's manifest; a structure failing
+    its check (:func:`crystalflow.checks.check_structure`) is written and flagged (``ok``,
+    ``problem``), never dropped.
+    """
+    from crystalflow.checks import check_structure
+    from crystalflow.crystals.crystal import write_text_atomic
+
+    out = Path(out_dir)
+    rows, names = [], []
+    for stem, rank, structure, requested in outputs:
+        name = output_name(stem, rank, num_outputs)
+        check = check_structure(structure, requested)
+        write_text_atomic(out / name, structure.to(fmt="cif"))
+        names.append(name)
+        rows.append(_structure_columns(stem, rank, name, structure, check))
+    record_outputs(out, names)
+    return rows
+
+
+def write_samples(out: Path, ids: Sequence[str], num_samples: int,
+                  structures: Callable[[int], Iterable[Structure]],
+                  requested: Sequence[int | None]) -> list[dict]:
+    """Write sample ``k`` of every id (``structures(k)``, one per id) with its check against the
+    id's requested space group, then ``summary.csv``; returns the summary rows (by id, then
+    sample). Ids become safe, unique file stems (:func:`safe_stems`)."""
+    stems = safe_stems(ids)
+    rows: list[dict] = []
+    for k in range(num_samples):
+        rows += write_checked(out, ((stem, k, s, g) for stem, s, g in
+                                    zip(stems, structures(k), requested)), num_samples)
+    order = {stem: i for i, stem in enumerate(stems)}
+    rows.sort(key=lambda r: (order[r["id"]], r["rank"]))
+    write_summary_csv(out, rows, CHECKED_COLUMNS)
+    return rows
+
+
 # -- ranked predictions of crystalflow.pipeline -----------------------------------------------
 
 #: columns of ``predict``'s summary.csv, one row per written structure
@@ -188,8 +296,7 @@ def write_ranked(out_dir: str | os.PathLike, stems: Sequence[str],
     return their summary rows (:data:`SUMMARY_COLUMNS`; write them with
     :func:`write_summary_csv`).
 
-    ``num_outputs == 1``: ``<stem>.cif``; otherwise ``<stem>_<k>.cif`` for k = 0..K-1 (never both,
-    so an evaluation never counts the best structure twice). Files are written atomically and
+    File names: :func:`output_name`. Files are written atomically and
     recorded in the folder's manifest (:func:`record_outputs`); every structure carries its
     output check (:func:`crystalflow.checks.check_structure`).
     """
@@ -200,21 +307,14 @@ def write_ranked(out_dir: str | os.PathLike, stems: Sequence[str],
     rows, names = [], []
     for stem, cands in zip(stems, ranked):
         for k, c in enumerate(cands[:num_outputs]):
-            name = f"{stem}.cif" if num_outputs == 1 else f"{stem}_{k}.cif"
+            name = output_name(stem, k, num_outputs)
             write_text_atomic(out / name, c.structure.to(fmt="cif"))
             names.append(name)
-            check = c.check or check_structure(c.structure)
-            rows.append({
-                "id": stem, "rank": k, "file": name,
-                "formula": c.structure.composition.formula.replace(" ", ""),
-                "num_atoms": len(c.structure), "source": c.source, "template": c.template,
-                "template_id": c.template_id, "distance": _round(c.distance),
-                "energy_per_atom": _round(c.energy), "relaxed_energy_per_atom": _round(c.relaxed_energy),
-                "space_group": check.space_group, "min_distance": round(check.min_distance, 4),
-                "structure_valid": check.structure_valid,
-                "composition_valid": check.composition_valid, "ok": check.ok,
-                "problem": check.problem,
-            })
+            row = _structure_columns(stem, k, name, c.structure, c.check or check_structure(c.structure))
+            rows.append({key: row[key] for key in SUMMARY_COLUMNS if key in row} | {
+                "source": c.source, "template": c.template, "template_id": c.template_id,
+                "distance": _round(c.distance), "energy_per_atom": _round(c.energy),
+                "relaxed_energy_per_atom": _round(c.relaxed_energy)})
     record_outputs(out, names)
     return rows
 

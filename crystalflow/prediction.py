@@ -6,19 +6,20 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import torch
 from pymatgen.core import Composition, Structure
 from tqdm.auto import tqdm
 
 from crystalflow.crystals.batch import CrystalBatch, batch_index
-from crystalflow.crystals.crystal import Crystal, write_text_atomic
+from crystalflow.crystals.crystal import Crystal
 from crystalflow.crystals.dataset import read_cif_table
 from crystalflow.composition import atom_types_for
 from crystalflow.csp import CSPFlow
 from crystalflow.errors import InputError
 from crystalflow.models import Conditions
+from crystalflow.outputs import prepare_output_dir, write_samples
 from crystalflow.pretrained import load_pretrained
 
 
@@ -92,24 +93,28 @@ def predict(
 
 @dataclass(frozen=True)
 class BatchPrediction:
-    """Summary of a CSV prediction run."""
+    """Summary of a CSV prediction run: counts, the folder, and one summary row per written
+    file (:data:`crystalflow.outputs.CHECKED_COLUMNS`, also in ``out_dir/summary.csv``)."""
 
     written: int
     rows: int
     skipped: int
     out_dir: Path
+    summary: tuple[dict, ...] = ()
 
 
 def predict_from_csv(
     csv_path: str | os.PathLike, out_dir: str | os.PathLike, *, limit: int | None = None,
     num_samples: int = 1, steps: int | None = None, method: str | None = None,
     checkpoint: str | os.PathLike | None = None, seed: int = 0, batch_size: int = 256,
-    progress: bool = True,
+    progress: bool = True, overwrite: bool = False,
 ) -> BatchPrediction:
     """Predict every row of a CSV (``material_id``, ``cif``) from its composition and atom count.
 
-    Writes ``out_dir/<material_id>.cif`` and, when ``num_samples > 1``, also
-    ``out_dir/<material_id>_<k>.cif`` for k = 0..K-1. Malformed rows are skipped with a warning.
+    Writes ``<material_id>.cif`` (``num_samples == 1``) or ``<material_id>_<k>.cif``, k < K, and
+    ``summary.csv`` with each file's check into ``out_dir``, which must be new or empty
+    (``overwrite``: :func:`crystalflow.outputs.prepare_output_dir`; checked before sampling).
+    Malformed rows are skipped with a warning; InputError when no row is left.
     """
     if num_samples < 1:
         raise InputError("--num-samples must be >= 1")
@@ -135,35 +140,18 @@ def predict_from_csv(
         warnings.warn(f"skipping {len(types_list) - len(keep)} rows with more than {max_atoms} atoms")
         skipped += len(types_list) - len(keep)
         ids, types_list = [ids[i] for i in keep], [types_list[i] for i in keep]
+    if not ids:
+        raise InputError(f"no row of {csv_path} can be predicted ({skipped} skipped)")
+    out = prepare_output_dir(out_dir, overwrite=overwrite)
 
-    def cifs(k: int) -> Iterator[str]:
+    def structures(k: int) -> Iterator[Structure]:
         crystals = sample_structures(flow, types_list, steps=steps, method=method, seed=seed + k,
                                      batch_size=batch_size, progress=progress)
-        return (crystal.to_structure().to(fmt="cif") for crystal in crystals)
+        return (crystal.to_structure() for crystal in crystals)
 
-    written = _write_samples(out_dir, ids, num_samples, cifs)
-    return BatchPrediction(written=written, rows=len(table), skipped=skipped, out_dir=Path(out_dir))
-
-
-def _write_samples(out_dir: str | os.PathLike, ids: Sequence[str], num_samples: int,
-                   cifs: Callable[[int], Iterable[str]]) -> int:
-    """Write sample ``k``'s CIF texts (``cifs(k)``, one per id): ``<id>.cif`` when
-    ``num_samples == 1``, else ``<id>_<k>.cif`` for every k (never both, so an evaluation does not
-    count a sample twice). Ids become safe, unique file stems; each file is written atomically
-    and recorded in the folder's manifest. Returns the file count."""
-    from crystalflow.outputs import record_outputs, safe_stems
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stems = safe_stems(ids)
-    names: list[str] = []
-    for k in range(num_samples):
-        for stem, text in zip(stems, cifs(k)):
-            name = f"{stem}.cif" if num_samples == 1 else f"{stem}_{k}.cif"
-            write_text_atomic(out / name, text)
-            names.append(name)
-    record_outputs(out, names)
-    return len(names)
+    rows = write_samples(out, ids, num_samples, structures, [None] * len(ids))
+    return BatchPrediction(written=len(rows), rows=len(table), skipped=skipped, out_dir=out,
+                           summary=tuple(rows))
 
 
 # -- space-group conditioned prediction (task ``sgcsp``) ------------------------------------------
@@ -366,14 +354,15 @@ def predict_from_csv_with_space_group(
     csv_path: str | os.PathLike, out_dir: str | os.PathLike, *, limit: int | None = None,
     num_samples: int = 1, steps: int | None = None, method: str | None = None,
     checkpoint: str | os.PathLike | None = None, seed: int = 0, batch_size: int = 256,
-    progress: bool = True, symprec: float = 0.1, workers: int = 1,
+    progress: bool = True, symprec: float = 0.1, workers: int = 1, overwrite: bool = False,
 ) -> BatchPrediction:
     """Predict every CSV row conditioned on its own space group and Wyckoff template.
 
     The condition comes from spglib analysis of the row's CIF (``symprec`` 0.1, the ground-truth
     template of the field's benchmark); outputs are conventional cells, named like
-    :func:`predict_from_csv`. Rows spglib cannot analyse, or too large for the checkpoint, are
-    skipped with a warning. ``workers`` processes analyse the rows (the analysis is cached).
+    :func:`predict_from_csv`, each checked against its row's space group (summary.csv). Rows
+    spglib cannot analyse, or too large for the checkpoint, are skipped with a warning.
+    ``workers`` processes analyse the rows (the analysis is cached).
     """
     from crystalflow.crystals.symmetric import SymmetricDataset
 
@@ -396,12 +385,14 @@ def predict_from_csv_with_space_group(
         ids.append(str(mid))
         templates.append(template)
 
-    def cifs(k: int) -> Iterator[str]:
-        structures = sample_symmetric_structures(flow, templates, steps=steps, method=method,
-                                                 seed=seed + k, batch_size=batch_size,
-                                                 progress=progress)
-        return (structure.to(fmt="cif") for structure in structures)
+    if not ids:
+        raise InputError(f"no row of {csv_path} can be predicted ({skipped} skipped)")
+    out = prepare_output_dir(out_dir, overwrite=overwrite)
 
-    written = _write_samples(out_dir, ids, num_samples, cifs)
-    return BatchPrediction(written=written, rows=len(data) + data.skipped, skipped=skipped,
-                           out_dir=Path(out_dir))
+    def structures(k: int) -> list[Structure]:
+        return sample_symmetric_structures(flow, templates, steps=steps, method=method,
+                                           seed=seed + k, batch_size=batch_size, progress=progress)
+
+    rows = write_samples(out, ids, num_samples, structures, [t.space_group for t in templates])
+    return BatchPrediction(written=len(rows), rows=len(data) + data.skipped, skipped=skipped,
+                           out_dir=out, summary=tuple(rows))

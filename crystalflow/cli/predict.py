@@ -106,7 +106,6 @@ def _pipeline_options_used(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from crystalflow.errors import InputError
-    from crystalflow.outputs import prepare_output_dir
 
     if args.threads:
         import torch
@@ -131,10 +130,9 @@ def run(args: argparse.Namespace) -> int:
 
             load_pretrained(args.checkpoint, task="csp")
         return _run_pipeline(args, config)
-    out = prepare_output_dir(args.out, overwrite=args.overwrite)
     if args.from_csv:
-        return _run_flow_csv(args, out)
-    return _run_flow_composition(args, out)
+        return _run_flow_csv(args)
+    return _run_flow_composition(args)
 
 
 def _run_pipeline(args: argparse.Namespace, config) -> int:
@@ -218,31 +216,44 @@ def _csv_compositions(path: str, limit: int | None) -> tuple[list[str], list[dic
     return ids, comps, skipped, len(table)
 
 
-def _run_flow_csv(args: argparse.Namespace, out: Path) -> int:
+def _run_flow_csv(args: argparse.Namespace) -> int:
+    """``--p1`` / ``--use-space-group`` with ``--from-csv``: the flow on every row; the folder
+    is checked after the rows are read, before sampling."""
+    from crystalflow.outputs import warn_failed_checks
     from crystalflow.prediction import predict_from_csv
 
     common = dict(limit=args.limit, num_samples=args.num_samples, steps=args.steps,
                   method=args.method, checkpoint=args.checkpoint, seed=args.seed,
-                  batch_size=args.batch_size)
+                  batch_size=args.batch_size, overwrite=args.overwrite)
     if args.use_space_group:
         from crystalflow.prediction import predict_from_csv_with_space_group
 
-        res = predict_from_csv_with_space_group(args.from_csv, out, symprec=args.symprec,
+        res = predict_from_csv_with_space_group(args.from_csv, args.out, symprec=args.symprec,
                                                 workers=args.workers, **common)
     else:
-        res = predict_from_csv(args.from_csv, out, **common)
+        res = predict_from_csv(args.from_csv, args.out, **common)
+    warn_failed_checks(res.summary, res.out_dir)
     print(json.dumps({"rows": res.rows, "skipped": res.skipped, "written": res.written,
                       "out": str(res.out_dir)}))
     return 0
 
 
-def _run_flow_composition(args: argparse.Namespace, out: Path) -> int:
-    from crystalflow.crystals.crystal import write_text_atomic
-    from crystalflow.outputs import record_outputs
+def _run_flow_composition(args: argparse.Namespace) -> int:
+    """``--p1`` / ``--space-group`` with ``--composition``: the flow's samples, checked (against
+    the requested group) and written like the pipeline's (``<stem>.cif`` or ``<stem>_<k>.cif``)."""
+    from crystalflow.composition import atom_types_for
+    from crystalflow.outputs import (
+        CHECKED_COLUMNS, prepare_output_dir, warn_failed_checks, write_checked, write_summary_csv,
+    )
 
+    sized = args.num_atoms is not None or args.formula_units is not None
+    types = atom_types_for(args.composition, args.num_atoms, args.formula_units)  # checked first
     if args.space_group is not None:
-        from crystalflow.prediction import predict_with_space_group
+        from crystalflow.prediction import predict_with_space_group, templates_for
 
+        templates_for(args.composition, args.space_group, wyckoff=args.wyckoff,  # before --out
+                      num_atoms=args.num_atoms, formula_units=args.formula_units)
+        out = prepare_output_dir(args.out, overwrite=args.overwrite)
         structures = predict_with_space_group(
             args.composition, args.space_group, wyckoff=args.wyckoff, num_atoms=args.num_atoms,
             formula_units=args.formula_units, num_samples=args.num_samples, steps=args.steps,
@@ -251,27 +262,32 @@ def _run_flow_composition(args: argparse.Namespace, out: Path) -> int:
     else:
         from crystalflow.prediction import predict
 
+        out = prepare_output_dir(args.out, overwrite=args.overwrite)
         structures = predict(
             args.composition, num_atoms=args.num_atoms, formula_units=args.formula_units,
             num_samples=args.num_samples, steps=args.steps, method=args.method,
             checkpoint=args.checkpoint, seed=args.seed, p1=True,
         )
-    from crystalflow.checks import check_structure
-    from crystalflow.outputs import warn_failed_checks, write_summary_csv
+    from collections import Counter
 
-    name = structures[0].composition.reduced_formula
-    names, rows = [], []
-    for k, s in enumerate(structures):
-        path = out / f"{name}_{k}.cif"
-        write_text_atomic(path, s.to(fmt="cif"))
-        names.append(path.name)
-        check = check_structure(s, args.space_group)
-        rows.append({"file": path.name, "formula": s.composition.formula.replace(" ", "")} | check.to_row())
-        print(f"{path}  {s.composition.formula}  volume/atom {s.volume / len(s):.2f} A^3  "
-              f"space group {check.space_group}{'' if check.ok else '  (' + check.problem + ')'}")
-    write_summary_csv(out, rows)
-    record_outputs(out, names)
+    counts = Counter(types)
+    stem = _formula_stem(counts if sized or args.space_group is None else _reduced(counts))
+    rows = write_checked(out, ((stem, k, s, args.space_group) for k, s in enumerate(structures)),
+                         args.num_samples)
+    write_summary_csv(out, rows, CHECKED_COLUMNS)
+    for r, s in zip(rows, structures):
+        print(f"{out / r['file']}  {r['formula']}  volume/atom {s.volume / len(s):.2f} A^3  "
+              f"space group {r['space_group']}" + (f"  ({r['problem']})" if r["problem"] else ""))
     warn_failed_checks(rows, out)
-    print(f"wrote {len(structures)} CIF files and summary.csv to {out}")
+    print(f"wrote {len(rows)} CIF files and summary.csv to {out}")
     return 0
 
+
+def _reduced(counts: dict[int, int]) -> dict[int, int]:
+    """A composition divided by the greatest common divisor of its counts."""
+    from math import gcd
+
+    g = 0
+    for n in counts.values():
+        g = gcd(g, n)
+    return {z: n // g for z, n in counts.items()}

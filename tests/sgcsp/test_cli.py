@@ -104,7 +104,7 @@ def test_predict_composition_with_wyckoff(tiny_checkpoint, tmp_path, capsys):
     rc = main(["predict", "--composition", "SrTiO3", "--space-group", "221", "--wyckoff",
                "Sr:1a,1b,3c", "--steps", "3", "--checkpoint", str(tiny_checkpoint), "--out", str(out)])
     assert rc == 0
-    s = Structure.from_file(out / "SrTiO3_0.cif")
+    s = Structure.from_file(out / "SrTiO3.cif")  # one sample: <stem>.cif
     assert s.composition == Composition("SrTiO3")
     sym = analyze_structure(s, symprec=1e-3)
     assert sym.space_group == 221
