@@ -151,6 +151,24 @@ def _use_agg() -> None:
     matplotlib.use("Agg")
 
 
+def _prepare_plots(plots: Path | None, samples: Path, overwrite: bool) -> Path | None:
+    """The ``--plots`` folder, checked before any work like every output folder (new or empty,
+    or ``--overwrite``); it may not be the samples folder, whose CIFs ``--overwrite`` would clear."""
+    from crystalflow.outputs import prepare_output_dir
+
+    if plots is None:
+        return None
+    if plots.expanduser().resolve() == samples.expanduser().resolve():
+        raise InputError(f"--plots {plots} is the samples folder; give a folder of its own")
+    return prepare_output_dir(plots, overwrite=overwrite)
+
+
+def _check_samples_dir(samples: Path) -> None:
+    """The samples folder exists (checked before outputs are placed in or beside it)."""
+    if not samples.is_dir():
+        raise InputError(f"sample directory {samples} does not exist")
+
+
 def run_dng(args: argparse.Namespace) -> int:
     """``crystalflow evaluate dng``."""
     from crystalflow.metrics.dng import dataset_from_path, dng_metrics
@@ -159,6 +177,8 @@ def run_dng(args: argparse.Namespace) -> int:
 
     progress = not args.no_progress
     dataset = args.dataset or dataset_from_path(args.reference) or "mp_20"
+    _check_samples_dir(args.samples)
+    plots = _prepare_plots(args.plots, args.samples, args.overwrite)
     samples = _load_samples(args.samples, args.workers, progress)
     reference = reference_profile(
         args.reference, limit=args.reference_limit, with_fingerprints=not args.no_coverage,
@@ -176,15 +196,15 @@ def run_dng(args: argparse.Namespace) -> int:
         num_unreadable=len(samples.failed), with_coverage=not args.no_coverage, workers=args.workers,
         progress=progress,
     )
-    if args.plots is not None:
-        _dng_plots(args.plots, samples.structures, reference)
+    if plots is not None:
+        _dng_plots(plots, samples.structures, reference)
     if args.json:
         print(_json_line(metrics.to_dict()))
     else:
         _print_table(f"DNG metrics ({len(samples.structures)} readable samples vs {Path(args.reference).name})",
                      metrics.to_dict())
-        if args.plots is not None:
-            print(f"plots written to {args.plots}")
+        if plots is not None:
+            print(f"plots written to {plots}")
     return 0
 
 
@@ -206,6 +226,9 @@ def _dng_plots(directory: Path, structures, reference) -> None:
     import matplotlib.pyplot as plt
 
     plt.close("all")
+    from crystalflow.outputs import record_outputs
+
+    record_outputs(directory, ["spacegroups.png", "lattice.png", "density.png"])
 
 
 def _add_dng(sub: argparse._SubParsersAction) -> None:
@@ -221,7 +244,10 @@ def _add_dng(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference-limit", type=positive_int, default=None, help="first N reference rows only")
     p.add_argument("--no-coverage", action="store_true", help="skip the (slow) CrystalNN coverage metrics")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the reference cache")
-    p.add_argument("--plots", type=Path, default=None, help="write PNG plots to this directory")
+    p.add_argument("--plots", type=Path, default=None,
+                   help="write PNG plots to this directory (new or empty, see --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the plots a previous run wrote to --plots")
     p.add_argument("--workers", type=positive_int, default=1, help="worker processes")
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -239,8 +265,12 @@ def run_stability(args: argparse.Namespace) -> int:
         stability_metrics,
         write_stability_csv,
     )
+    from crystalflow.outputs import MANIFEST, prepare_output_file, record_outputs
 
     progress = not args.no_progress
+    _check_samples_dir(args.samples)
+    out = prepare_output_file(args.out or (args.samples / "stability.csv"), overwrite=args.overwrite)
+    plots = _prepare_plots(args.plots, args.samples, args.overwrite)
     hull = load_reference_hull(args.hull, data_dir=args.data_dir)
     samples = _load_samples(args.samples, args.workers, progress)
     train = None
@@ -259,13 +289,15 @@ def run_stability(args: argparse.Namespace) -> int:
     records = list(result.records) + failed
     metrics = stability_metrics(records, hull_description=hull.description,
                                 seconds_per_structure=result.metrics.seconds_per_structure)
-    out = args.out or (args.samples / "stability.csv")
     write_stability_csv(records, out)
-    if args.plots is not None:
+    if (out.parent / MANIFEST).is_file():  # a crystalflow output folder: --overwrite clears it too
+        record_outputs(out.parent, [out.name])
+    if plots is not None:
         _use_agg()
         from crystalflow.metrics.plots import plot_ehull_histogram
 
-        plot_ehull_histogram([r.e_above_hull for r in records], args.plots / "ehull.png")
+        plot_ehull_histogram([r.e_above_hull for r in records], plots / "ehull.png")
+        record_outputs(plots, ["ehull.png"])
     payload = metrics.to_dict() | {"csv": str(out), "num_unreadable": len(failed)}
     if args.json:
         print(_json_line(payload))
@@ -289,8 +321,12 @@ def _add_stability(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hull", type=Path, default=None, help="hull file (default: the cached MP-20 CHGNet hull)")
     p.add_argument("--data-dir", type=Path, default=None, help="MP-20 directory the default hull is keyed on")
     p.add_argument("--train", type=Path, default=None, help="training split CSV, for S.U.N. novelty")
-    p.add_argument("--out", type=Path, default=None, help="per-structure CSV (default: SAMPLES/stability.csv)")
-    p.add_argument("--plots", type=Path, default=None, help="write the E_hull histogram PNG here")
+    p.add_argument("--out", type=Path, default=None,
+                   help="per-structure CSV (default: SAMPLES/stability.csv); an existing file needs --overwrite")
+    p.add_argument("--plots", type=Path, default=None,
+                   help="write the E_hull histogram PNG to this directory (new or empty, see --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the CSV and plots a previous run wrote")
     p.add_argument("--workers", type=positive_int, default=1, help="worker processes")
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")

@@ -38,6 +38,7 @@ def run_build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from crystalflow.errors import InputError
+    from crystalflow.outputs import prepare_output_file
     from crystalflow.templates.build import build_library
 
     out = Path(args.out)
@@ -45,6 +46,7 @@ def run_build(args: argparse.Namespace) -> int:
         raise InputError(f"--out {out} is a folder; give a file name such as {out / 'library.pt'}")
     if args.symprec <= 0:
         raise InputError(f"--symprec must be > 0, got {args.symprec}")
+    prepare_output_file(out, overwrite=True)  # a writable place, before the analysis
     lib = build_library(args.data, out, exclude=args.exclude, symprec=args.symprec,
                         workers=args.workers)
     print(json.dumps({"crystals": len(lib), "formulas": len(lib.by_formula),

@@ -141,12 +141,13 @@ class Crystal:
         )
 
 
-def write_text_atomic(filename: str | os.PathLike, text: str) -> None:
-    """Write text to ``filename`` through a temporary file and ``os.replace`` (no half files)."""
+def write_text_atomic(filename: str | os.PathLike, text: str | bytes) -> None:
+    """Write text (or bytes) to ``filename`` through a temporary file in the same folder and
+    ``os.replace`` (no half files)."""
     filename = os.fspath(filename)
     tmp = f"{filename}.tmp.{os.getpid()}"
     try:
-        with open(tmp, "w") as fh:
+        with open(tmp, "wb" if isinstance(text, bytes) else "w") as fh:
             fh.write(text)
         os.replace(tmp, filename)
     except BaseException:  # a full disk or an interruption leaves no temporary file behind

@@ -27,9 +27,15 @@ _CRYSTAL_SYSTEMS = (
 def _finish(fig, path: str | Path | None):
     fig.tight_layout()
     if path is not None:
+        import io
+
+        from crystalflow.crystals.crystal import write_text_atomic
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
+        buf = io.BytesIO()
+        fig.savefig(buf, dpi=120, format=path.suffix.lstrip(".").lower() or "png")
+        write_text_atomic(path, buf.getvalue())
     return fig
 
 

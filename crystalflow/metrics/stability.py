@@ -242,10 +242,15 @@ CSV_HEADER = {
 
 
 def write_stability_csv(records: Sequence[StabilityRecord], path: str | Path) -> Path:
-    """Per-sample energies (eV/atom) and E_hull as CSV; the header names say they are CHGNet values."""
+    """Per-sample energies (eV/atom) and E_hull as CSV (written atomically); the header names
+    say they are CHGNet values."""
+    import io
+
+    from crystalflow.crystals.crystal import write_text_atomic
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
+    with io.StringIO(newline="") as f:
         writer = csv.writer(f)
         writer.writerow([CSV_HEADER.get(c, c) for c in CSV_COLUMNS])
         for r in records:
@@ -258,4 +263,5 @@ def write_stability_csv(records: Sequence[StabilityRecord], path: str | Path) ->
                     v = ""
                 row.append(v)
             writer.writerow(row)
+        write_text_atomic(path, f.getvalue())  # no half file after an interruption
     return path

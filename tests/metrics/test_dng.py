@@ -105,7 +105,7 @@ def test_cli_dng_json(tmp_path, cache, capsys):
     assert payload["novel_rate"] == pytest.approx(3 / 5)
     assert payload["num_novel_templates"] == 3
     assert "junk.cif" in err
-    assert {p.name for p in (tmp_path / "plots").iterdir()} == {"spacegroups.png", "lattice.png", "density.png"}
+    assert {p.name for p in (tmp_path / "plots").glob("*.png")} == {"spacegroups.png", "lattice.png", "density.png"}
 
 
 def test_cli_dng_empty_dir_is_error(tmp_path, capsys):
