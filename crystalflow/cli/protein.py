@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from crystalflow.cli._checks import (
     nonnegative_float, nonnegative_int, positive_float, positive_int, probability,
@@ -110,7 +109,8 @@ def _register_generate(psub: argparse._SubParsersAction) -> None:
     p = psub.add_parser("generate", help="sample backbones and write PDB files",
                         description="Sample backbones from a checkpoint (default: the bundled one) "
                                     "and write OUT/sample_<length>_<i>.pdb (poly-GLY backbones).")
-    p.add_argument("--length", type=positive_int, nargs="+", required=True, help="chain length(s)")
+    p.add_argument("--length", type=positive_int, nargs="+", required=True,
+                   help="chain length(s); a length given twice gets twice --num samples")
     p.add_argument("--num", type=positive_int, default=4, help="samples per length")
     p.add_argument("--out", required=True, help="output directory (new or empty, see --overwrite)")
     p.add_argument("--overwrite", action="store_true",
@@ -127,6 +127,8 @@ def _register_generate(psub: argparse._SubParsersAction) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    from collections import Counter
+
     from crystalflow.outputs import prepare_output_dir, record_outputs
     from crystalflow.proteins.flow import check_lengths
     from crystalflow.proteins.generate import generate_backbones
@@ -139,9 +141,9 @@ def run_generate(args: argparse.Namespace) -> int:
     check_lengths(args.length, flow.config.min_length, flow.config.max_length)
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
     written, fractions = [], []
-    for length in args.length:
-        chains = generate_backbones(flow, [length] * args.num, steps=args.steps, method=args.method,
-                                    rot_anti_annealing=args.rot_anti_annealing,
+    for length, count in Counter(args.length).items():  # a repeated length: more samples of it
+        chains = generate_backbones(flow, [length] * (args.num * count), steps=args.steps,
+                                    method=args.method, rot_anti_annealing=args.rot_anti_annealing,
                                     batch_size=args.batch_size, seed=args.seed)
         for i, atoms in enumerate(chains):
             path = out / f"sample_{length}_{i}.pdb"
@@ -170,8 +172,12 @@ def _register_evaluate(psub: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from crystalflow.crystals.crystal import write_text_atomic
+    from crystalflow.outputs import prepare_output_file
     from crystalflow.proteins.metrics import backbone_metrics, format_table, read_chains
 
+    if args.json:  # a writable place, checked before the metrics are computed
+        prepare_output_file(args.json, overwrite=True, option="--json")
     samples = read_chains(args.pdb_dir, split_breaks=args.split_sample_breaks)
     result = {"samples": backbone_metrics(samples, max_tm_pairs=args.max_tm_pairs).to_dict()}
     if args.reference:
@@ -179,5 +185,5 @@ def run_evaluate(args: argparse.Namespace) -> int:
         result["reference"] = ref.to_dict()
     print(format_table(result))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_text_atomic(args.json, json.dumps(result, indent=2))
     return 0

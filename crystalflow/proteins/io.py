@@ -175,8 +175,11 @@ def _slice(chain: Backbone, start: int, stop: int) -> Backbone:
 
 def write_pdb(path: str | os.PathLike, coords: torch.Tensor, sequence: str | None = None,
               chain_id: str = "A") -> None:
-    """Write one backbone ``[L, 4, 3]`` (N, CA, C, O) as a PDB file (residues GLY unless given)."""
+    """Write one backbone ``[L, 4, 3]`` (N, CA, C, O) as a PDB file (residues GLY unless given),
+    atomically: a temporary file in the same folder, then ``os.replace`` (no half file)."""
     import biotite.structure as struc
+
+    from crystalflow.crystals.crystal import write_text_atomic
     from biotite.structure.io import pdb
 
     xyz = coords.detach().cpu().double().numpy()
@@ -195,7 +198,9 @@ def write_pdb(path: str | os.PathLike, coords: torch.Tensor, sequence: str | Non
     f = pdb.PDBFile()
     f.set_structure(arr)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    f.write(str(path))
+    text = io.StringIO()
+    f.write(text)
+    write_text_atomic(path, text.getvalue())
 
 
 _THREE = {"A": "ALA", "R": "ARG", "N": "ASN", "D": "ASP", "C": "CYS", "Q": "GLN", "E": "GLU",
