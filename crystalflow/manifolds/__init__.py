@@ -2,9 +2,16 @@
 
 from crystalflow.manifolds.base import Manifold
 from crystalflow.manifolds.euclidean import Euclidean, FlatTorus
-from crystalflow.manifolds.lattice import LatticeChart, params_to_unconstrained, unconstrained_to_params
+from crystalflow.manifolds.lattice import (
+    NIGGLI_ANGLE_WINDOW,
+    OPEN_ANGLE_WINDOW,
+    LatticeChart,
+    params_to_unconstrained,
+    unconstrained_to_params,
+)
 
 __all__ = [
-    "Euclidean", "FlatTorus", "LatticeChart", "Manifold", "params_to_unconstrained",
+    "Euclidean", "FlatTorus", "LatticeChart", "Manifold", "NIGGLI_ANGLE_WINDOW", "OPEN_ANGLE_WINDOW",
+    "params_to_unconstrained",
     "unconstrained_to_params",
 ]

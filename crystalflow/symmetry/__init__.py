@@ -4,7 +4,8 @@ Tables (:mod:`.groups`, :mod:`.wyckoff`): operations and Wyckoff positions of th
 spglib's default settings. Templates (:mod:`.template`, :mod:`.enumeration`): a space group plus a
 Wyckoff letter and element per orbit. Layouts (:mod:`.batch`): per-crystal permutations and their
 PyG-style collation. Hot path (:mod:`.average`): batched group averaging of per-atom fields.
-Constraints and prior (:mod:`.lattice`, :mod:`.prior`). Analysis (:mod:`.analysis`): spglib
+Orbit mathematics on batches (:mod:`.orbits`, torch twins of :mod:`.wyckoff`). Constraints and
+prior (:mod:`.lattice`, :mod:`.prior`). Analysis (:mod:`.analysis`): spglib
 analysis of a pymatgen Structure and reconstruction.
 """
 
@@ -41,17 +42,25 @@ from crystalflow.symmetry.groups import (
 )
 from crystalflow.symmetry.lattice import (
     LatticeConstraint,
+    family_lattice_chart,
     lattice_constraint,
     lattice_violation,
     project_lattice,
     project_lattice_tangent,
 )
-from crystalflow.symmetry.prior import (
-    SymmetricPrior,
+from crystalflow.symmetry.orbits import (
+    aligned_orbit_parameters,
+    crystal_mean,
     expand_orbits,
-    sample_symmetric_prior,
+    locate_on_orbits,
+    orbit_first_atom,
+    orbit_parameters,
+    remove_drift,
+    symmetric_field,
     wyckoff_points,
+    wyckoff_solve,
 )
+from crystalflow.symmetry.prior import SymmetricPrior, sample_orbit_parameters, sample_symmetric_prior
 from crystalflow.symmetry.template import WyckoffTemplate, parse_composition
 from crystalflow.symmetry.wyckoff import WyckoffPosition, wyckoff_position, wyckoff_positions
 
@@ -86,14 +95,25 @@ __all__ = [
     # lattice constraints
     "LatticeConstraint",
     "lattice_constraint",
+    "family_lattice_chart",
     "project_lattice",
     "project_lattice_tangent",
     "lattice_violation",
-    # prior
-    "SymmetricPrior",
-    "sample_symmetric_prior",
+    # orbit mathematics (batched twins of .wyckoff)
     "wyckoff_points",
     "expand_orbits",
+    "orbit_first_atom",
+    "wyckoff_solve",
+    "locate_on_orbits",
+    "orbit_parameters",
+    "aligned_orbit_parameters",
+    "crystal_mean",
+    "remove_drift",
+    "symmetric_field",
+    # prior
+    "SymmetricPrior",
+    "sample_orbit_parameters",
+    "sample_symmetric_prior",
     # analysis
     "DEFAULT_SYMPREC",
     "SymmetrizedCrystal",

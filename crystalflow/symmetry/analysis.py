@@ -22,7 +22,7 @@ from crystalflow.errors import InputError
 from crystalflow.symmetry.batch import CrystalSymmetry, collate_symmetry, crystal_symmetry
 from crystalflow.symmetry.groups import SpaceGroup, default_hall_number, get_space_group
 from crystalflow.symmetry.lattice import project_lattice
-from crystalflow.symmetry.prior import expand_orbits
+from crystalflow.symmetry.orbits import expand_orbits
 from crystalflow.symmetry.template import WyckoffTemplate
 from crystalflow.symmetry.wyckoff import locate_on_wyckoff, wyckoff_position, wyckoff_positions
 

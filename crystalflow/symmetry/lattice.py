@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from crystalflow.errors import InputError
+from crystalflow.manifolds.lattice import OPEN_ANGLE_WINDOW, LatticeChart
 from crystalflow.symmetry.groups import CrystalFamily
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "project_lattice_tangent",
     "lattice_violation",
     "family_index",
+    "family_lattice_chart",
 ]
 
 _FAMILIES = tuple(CrystalFamily)
@@ -189,3 +191,16 @@ def project_lattice_tangent(velocity: torch.Tensor, space_group: torch.Tensor) -
 def lattice_violation(params: torch.Tensor, space_group: torch.Tensor) -> torch.Tensor:
     """Largest absolute deviation ``[B]`` of each lattice from its family constraints."""
     return (params - project_lattice(params, space_group)).abs().amax(dim=-1)
+
+
+def family_lattice_chart(params: torch.Tensor, space_group: torch.Tensor, min_std: float = 1e-2) -> LatticeChart:
+    """The lattice chart of conventional cells: the open angle window, statistics pooled within
+    lengths and within angles (so the family constraints stay linear in the chart) and fitted on
+    the free angles only.
+
+    Args:
+        params: ``[B, 6]`` training lattice parameters; space_group: ``[B]`` their space groups.
+        min_std: floor of the standard deviations.
+    """
+    free = ~lattice_constraint(space_group).fixed_mask[:, 3:]
+    return LatticeChart.fit(params, min_std, angle_window=OPEN_ANGLE_WINDOW, pooled=True, free_angles=free)

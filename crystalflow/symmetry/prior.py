@@ -1,4 +1,5 @@
-"""Symmetric prior: orbit representatives uniform on their Wyckoff subspaces, expanded to orbits."""
+"""The symmetric prior: orbit representatives uniform on their Wyckoff subspaces, expanded to
+orbits (used by the space-group conditioned flows; one implementation for batches and templates)."""
 
 from __future__ import annotations
 
@@ -7,43 +8,34 @@ from dataclasses import dataclass
 
 import torch
 
-from crystalflow.symmetry.average import wrap_frac
 from crystalflow.symmetry.batch import SymmetryBatch, collate_symmetry, crystal_symmetry
+from crystalflow.symmetry.orbits import expand_orbits, wyckoff_points
 from crystalflow.symmetry.template import WyckoffTemplate
 
-__all__ = ["SymmetricPrior", "expand_orbits", "wyckoff_points", "sample_symmetric_prior"]
+__all__ = ["SymmetricPrior", "sample_orbit_parameters", "sample_symmetric_prior"]
 
 
-def wyckoff_points(params: torch.Tensor, sym: SymmetryBatch) -> torch.Tensor:
-    """Orbit representatives ``W u + b`` (modulo 1) from free parameters.
+def sample_orbit_parameters(sym: SymmetryBatch, generator: torch.Generator | None = None,
+                            dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """The symmetric prior of a batch: free parameters uniform, orbits expanded.
 
-    Args:
-        params: ``[M, 3]`` free parameters ``u`` of every orbit; only the first ``k`` of each row
-            are used (``W`` is zero-padded), the rest are ignored.
-        sym: symmetry fields of the batch (``M`` orbits).
-
-    Returns:
-        ``[M, 3]`` representatives in ``[0, 1)``.
-    """
-    basis = sym.orbit_basis.to(params.dtype)
-    rep = (basis * params[:, None, :]).sum(-1) + sym.orbit_offset.to(params.dtype)
-    return wrap_frac(rep)
-
-
-def expand_orbits(rep: torch.Tensor, sym: SymmetryBatch) -> torch.Tensor:
-    """Atoms of every orbit from its representative: ``x_i = R_{c(i)} rep_{o(i)} + t_{c(i)}``.
+    Each orbit's free parameters are uniform on ``[0, 1)^k``, which is uniform on its Wyckoff
+    subspace modulo 1 (an integer linear map pushes the uniform measure of the torus to the
+    uniform measure of its image); the representative is expanded with the coset operations, so
+    the orbits hold no duplicate modulo 1 (almost surely).
 
     Args:
-        rep: ``[M, 3]`` orbit representatives (on their Wyckoff subspaces).
-        sym: symmetry fields of the batch.
+        sym: symmetry fields of the batch (``M`` orbits, ``N`` atoms), on the sampling device.
+        generator: torch random generator (draws one ``[M, 3]`` float64 uniform tensor).
+        dtype: dtype of the atoms.
 
     Returns:
-        ``[N, 3]`` fractional coordinates in ``[0, 1)``, in the batch's atom order.
+        ``(u [M, 3] float64, zero past each orbit's dof; frac [N, 3] in [0, 1) of dtype)``.
     """
-    x = rep.index_select(0, sym.orbit)
-    rot = sym.atom_rot.to(rep.dtype)
-    out = (rot * x[:, None, :]).sum(-1) + sym.atom_trans.to(rep.dtype)
-    return wrap_frac(out)
+    dev = sym.space_group.device
+    u = torch.rand(sym.orbit_size.shape[0], 3, generator=generator, dtype=torch.float64, device=dev)
+    u = u * (torch.arange(3, device=dev)[None, :] < sym.orbit_dof[:, None])
+    return u, expand_orbits(wyckoff_points(u, sym), sym).to(dtype)
 
 
 @dataclass(frozen=True)
@@ -75,10 +67,7 @@ def sample_symmetric_prior(
 ) -> SymmetricPrior:
     """Sample symmetric fractional coordinates for a batch of templates.
 
-    Each orbit's free parameters are uniform on ``[0, 1)^k``, which is uniform on its Wyckoff
-    subspace modulo 1 (an integer linear map pushes the uniform measure of the torus to the
-    uniform measure of its image); the representative is expanded with the coset operations, so the
-    orbits hold no duplicate modulo 1 (almost surely).
+    The batch of templates version of :func:`sample_orbit_parameters` (drawn on the CPU).
 
     Args:
         templates: one template per crystal.
@@ -91,8 +80,7 @@ def sample_symmetric_prior(
     """
     layouts = [crystal_symmetry(t) for t in templates]
     sym = collate_symmetry(layouts)
-    params = torch.rand(sym.orbit_size.shape[0], 3, generator=generator, dtype=torch.float64)
-    frac = expand_orbits(wyckoff_points(params, sym), sym).to(dtype)
+    frac = sample_orbit_parameters(sym, generator, dtype)[1]
     if device is not None:
         sym = sym.to(device)
         frac = frac.to(device)

@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from crystalflow.manifolds import Euclidean, FlatTorus, LatticeChart
-from crystalflow.manifolds.lattice import params_to_unconstrained, unconstrained_to_params
+from crystalflow.manifolds.lattice import (
+    NIGGLI_ANGLE_WINDOW,
+    OPEN_ANGLE_WINDOW,
+    params_to_unconstrained,
+    unconstrained_to_params,
+)
 from crystalflow.testing import manifold_cases
 
 
@@ -86,3 +91,36 @@ def test_lattice_chart_round_trip_and_standardisation():
     assert torch.allclose(chart.to_params(z), params, atol=1e-9)
     again = LatticeChart.from_state_dict(chart.state_dict())
     assert torch.allclose(again.to_z(params), z)
+
+
+def test_pooled_chart_with_open_window_keeps_tied_coordinates_tied():
+    """Conventional cells: angles up to 180 degrees round-trip, statistics are shared by the three
+    lengths and the three angles (fixed angles left out), so tied lengths stay tied in the chart."""
+    g = torch.Generator().manual_seed(1)
+    a = 3 + 4 * torch.rand(50, 1, generator=g, dtype=torch.float64)
+    c = 4 + 8 * torch.rand(50, 1, generator=g, dtype=torch.float64)
+    beta = 90 + 45 * torch.rand(50, 1, generator=g, dtype=torch.float64)
+    right = torch.full_like(a, 90.0)
+    params = torch.cat([a, a, c, right, beta, right], -1)  # a = b tied; alpha, gamma fixed
+    free = torch.tensor([False, True, False]).expand(50, 3)
+    chart = LatticeChart.fit(params, angle_window=OPEN_ANGLE_WINDOW, pooled=True, free_angles=free)
+    z = chart.to_z(params)
+    assert torch.equal(z[:, 0], z[:, 1]) and torch.equal(chart.mean[:3], chart.mean[:1].expand(3))
+    assert z[:, 4].mean().abs() < 1e-9 and (z[:, 4].std() - 1).abs() < 1e-9  # fitted on beta only
+    assert torch.allclose(chart.to_params(z), params, atol=1e-9)
+    assert torch.allclose(chart.angle_to_z(right[:, 0]), z[:, 3])
+    wide = torch.tensor([[5.0, 5.0, 5.0, 90.0, 134.0, 120.0]], dtype=torch.float64)
+    assert torch.allclose(chart.to_params(chart.to_z(wide)), wide, atol=1e-9)  # outside (59, 121)
+
+
+def test_chart_state_dicts_round_trip_and_read_the_older_formats():
+    pooled = LatticeChart.pooled(1.9, 0.2, 0.3, 0.4)
+    again = LatticeChart.from_state_dict(pooled.state_dict())
+    assert again.angle_window == OPEN_ANGLE_WINDOW and torch.equal(again.mean, pooled.mean)
+    older = {"length_mean": 1.9, "length_std": 0.2, "angle_mean": 0.3, "angle_std": 0.4,
+             "angle_lo": 0.0, "angle_hi": 180.0}  # space-group checkpoints before the one chart
+    old = LatticeChart.from_state_dict(older)
+    assert torch.equal(old.mean, pooled.mean) and torch.equal(old.std, pooled.std)
+    assert old.angle_window == pooled.angle_window
+    p1 = LatticeChart.from_state_dict({"mean": [0.0] * 6, "std": [1.0] * 6})  # P1 checkpoints
+    assert p1.angle_window == NIGGLI_ANGLE_WINDOW

@@ -8,7 +8,10 @@ import pytest
 import torch
 
 from crystalflow.errors import InputError
+from crystalflow.manifolds import OPEN_ANGLE_WINDOW
+from crystalflow.manifolds.lattice import angles_to_logit
 from crystalflow.symmetry import (
+    family_lattice_chart,
     lattice_constraint,
     lattice_violation,
     project_lattice,
@@ -76,3 +79,18 @@ def test_float32_and_dtype_preserved():
 def test_bad_space_group_raises():
     with pytest.raises(InputError, match="1 to 230"):
         project_lattice(_random_params(2), torch.tensor([1, 231]))
+
+
+def test_family_chart_is_pooled_over_free_angles_and_projections_commute_with_it():
+    """Statistics of the free angles only (beta of the monoclinic cells, all three of the
+    triclinic), and lattices projected in the chart satisfy their family."""
+    sg = torch.tensor([1, 14, 14, 225, 194] * 8)
+    params = project_lattice(_random_params(len(sg)), sg)
+    chart = family_lattice_chart(params, sg)
+    assert chart.angle_window == OPEN_ANGLE_WINDOW
+    free = torch.cat([params[sg == 1, 3:].reshape(-1), params[sg == 14, 4]])
+    logits = angles_to_logit(free, *OPEN_ANGLE_WINDOW)
+    assert torch.allclose(chart.mean[3:], logits.mean().expand(3)) and torch.allclose(chart.std[3], logits.std())
+    z = chart.to_z(_random_params(len(sg)))
+    in_chart = chart.to_params(lattice_constraint(sg).project(z, chart.angle_to_z))
+    assert float(lattice_violation(in_chart, sg).max()) < 1e-9
