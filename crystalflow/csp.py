@@ -103,7 +103,7 @@ class CSPFlow:
             return self.model(x, t.expand(cond.num_atoms.shape[0]), cond)
 
         x1 = integrate(velocity, x0, self.manifolds, steps or cfg.steps, method or cfg.method,
-                       anti_annealing=anti_annealing)
+                       anti_annealing=anti_annealing, time_dtype=dtype)
         return CrystalBatch(
             frac=x1["frac"], lattice=self.chart.to_params(x1["lattice"].double()).to(dtype),
             atom_types=cond.atom_types, batch=cond.batch, num_atoms=cond.num_atoms,

@@ -12,9 +12,11 @@ import torch
 from crystalflow import __version__
 from crystalflow.checkpoint import Checkpoint, load_checkpoint
 from crystalflow.csp import CSPConfig, CSPFlow
+from crystalflow.dng import DNGConfig, DNGFlow, SkeletonDistribution, allowed_from_stats
 from crystalflow.errors import CheckpointError, CrystalflowError
 from crystalflow.manifolds import LatticeChart
 from crystalflow.models import build_model
+from crystalflow.sgcsp import SGCSPConfig, SGCSPFlow
 
 #: directory of the checkpoints shipped inside the package
 BUNDLED_DIR = Path(__file__).parent / "checkpoints"
@@ -79,15 +81,13 @@ def csp_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu
                        CSPConfig(**ckpt.task_config))
 
 
-def sgcsp_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu"):
+def sgcsp_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu") -> SGCSPFlow:
     """Rebuild a space-group conditioned :class:`~crystalflow.sgcsp.SGCSPFlow` (EMA weights)."""
-    from crystalflow.sgcsp import FamilyLatticeChart, SGCSPConfig, SGCSPFlow
-
     if ckpt.task != "sgcsp":
         raise CheckpointError(f"checkpoint is for task {ckpt.task!r}, not 'sgcsp'")
     model = model_from_checkpoint(ckpt, device)
     with checkpoint_config_errors():
-        return SGCSPFlow(model, FamilyLatticeChart.from_state_dict(ckpt.stats["lattice_chart"]),
+        return SGCSPFlow(model, LatticeChart.from_state_dict(ckpt.stats["lattice_chart"]),
                          SGCSPConfig(**ckpt.task_config))
 
 
@@ -136,15 +136,13 @@ def make_dng_checkpoint(flow, model_name: str, stats: dict, weights: dict,
     return make_flow_checkpoint("dng", flow, model_name, stats, weights, train_state)
 
 
-def dng_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu"):
+def dng_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu"
+                             ) -> tuple[DNGFlow, SkeletonDistribution]:
     """Rebuild a :class:`~crystalflow.dng.DNGFlow` (EMA weights) and its skeleton distribution."""
-    from crystalflow.dng import DNGConfig, DNGFlow, SkeletonDistribution, allowed_from_stats
-    from crystalflow.sgcsp import FamilyLatticeChart
-
     if ckpt.task != "dng":
         raise CheckpointError(f"checkpoint is for task {ckpt.task!r}, not 'dng'")
     model = model_from_checkpoint(ckpt, device)
     with checkpoint_config_errors():
-        chart = FamilyLatticeChart.from_state_dict(ckpt.stats["lattice_chart"])
+        chart = LatticeChart.from_state_dict(ckpt.stats["lattice_chart"])
         flow = DNGFlow(model, chart, allowed_from_stats(ckpt.stats), DNGConfig(**ckpt.task_config))
         return flow, SkeletonDistribution.from_state_dict(ckpt.stats["skeletons"])

@@ -125,10 +125,11 @@ class RealNetwork(nn.Module):
 def make_flow(lattice: torch.Tensor, sym: SymmetryBatch, width: int = 128, layers: int = 4):
     """The real space-group conditioned flow (untrained weights; timing only)."""
     from crystalflow.models import SGNet, SGNetConfig
-    from crystalflow.sgcsp import FamilyLatticeChart, SGCSPFlow
+    from crystalflow.sgcsp import SGCSPFlow
+    from crystalflow.symmetry import family_lattice_chart
 
     torch.manual_seed(0)
-    chart = FamilyLatticeChart.fit(lattice.double(), sym.space_group)
+    chart = family_lattice_chart(lattice.double(), sym.space_group)
     return SGCSPFlow(SGNet(SGNetConfig(hidden=width, layers=layers)), chart)
 
 

@@ -1,5 +1,8 @@
 """Fixed-seed samples and losses of the bundled checkpoints, saved once and compared later.
 
+Cases: SG-CSP (MP-20, Perov-5), DNG (MP-20), P1 CSP (MP-20, Perov-5) and the protein backbone
+flow, with the checkpoints' default settings and every solver.
+
 Used to check that a refactoring of the flows leaves every bundled checkpoint's output unchanged:
 
     python scripts/check_sample_identity.py save /tmp/cf_identity.pt     # before
@@ -115,12 +118,26 @@ def csp_records(name: str, types: list[list[int]]) -> Record:
     return rec
 
 
+def protein_records() -> Record:
+    """Backbone samples of the bundled protein checkpoint (default settings and every solver)."""
+    from crystalflow.proteins.pretrained import load_protein_flow
+
+    flow, _ = load_protein_flow()
+    rec: Record = {}
+    for i, (method, steps) in enumerate((("default", None), ("euler", 10), ("midpoint", 5), ("rk4", 3))):
+        frames = flow.sample([20, 30], steps=steps, method=None if method == "default" else method,
+                             generator=_gen(i))
+        rec[f"{method}.rots"], rec[f"{method}.trans"] = frames.rots.double(), frames.trans.double()
+    return rec
+
+
 CASES: dict[str, Callable[[], Record]] = {
     "sgcsp_mp_20": lambda: sgcsp_records("sgcsp_mp_20.pt", TEMPLATES),
     "sgcsp_perov_5": lambda: sgcsp_records("sgcsp_perov_5.pt", PEROVSKITES),
     "dng_mp_20": dng_records,
     "csp_mp_20": lambda: csp_records("csp_mp_20.pt", [[38, 22, 8, 8, 8], [11, 17], [14, 14, 8, 8, 8, 8]]),
     "csp_perov_5": lambda: csp_records("csp_perov_5.pt", [[38, 22, 8, 8, 8], [56, 40, 8, 8, 8]]),
+    "protein_db55": protein_records,
 }
 
 

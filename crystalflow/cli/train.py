@@ -231,7 +231,9 @@ def run_sgcsp(args: argparse.Namespace, info=None) -> int:
     from crystalflow.errors import InputError
     from crystalflow.models import build_model, default_size
     from crystalflow.pretrained import make_sgcsp_checkpoint
-    from crystalflow.sgcsp import FamilyLatticeChart, SGCSPConfig, SGCSPFlow
+    from crystalflow.manifolds import LatticeChart
+    from crystalflow.sgcsp import SGCSPConfig, SGCSPFlow
+    from crystalflow.symmetry import family_lattice_chart
     from crystalflow.training import TrainConfig, train
     from crystalflow.validation import sgcsp_validator
 
@@ -256,10 +258,10 @@ def run_sgcsp(args: argparse.Namespace, info=None) -> int:
     if init is not None:
         from crystalflow.pretrained import model_from_checkpoint
 
-        chart = FamilyLatticeChart.from_state_dict(init.stats["lattice_chart"])
+        chart = LatticeChart.from_state_dict(init.stats["lattice_chart"])
         model = model_from_checkpoint(init).train()
     else:
-        chart = FamilyLatticeChart.fit(train_set.lattice, train_set.space_groups)
+        chart = family_lattice_chart(train_set.lattice, train_set.space_groups)
         model = build_model(model_name, default_size(model_name, args.hidden, args.layers))
     lattice_weight = 0.5 if args.lattice_weight is None else args.lattice_weight
     flow = SGCSPFlow(model, chart, SGCSPConfig(lattice_weight=lattice_weight,
@@ -285,8 +287,51 @@ def run_sgcsp(args: argparse.Namespace, info=None) -> int:
 
 def run_dng(args: argparse.Namespace) -> int:
     """Train the de-novo generation flow (:mod:`crystalflow.dng`) on symmetrised conventional cells."""
-    from crystalflow.dng import train_dng
+    import torch
 
-    result = train_dng(args)
-    print(json.dumps(result))
-    return finish(result["stopped_by"], result["steps"], result["last"])
+    from crystalflow.checkpoint import load_checkpoint
+    from crystalflow.crystals.symmetric import load_symmetric_split
+    from crystalflow.dng import NUM_TYPES, DNGConfig, DNGFlow, dng_stats
+    from crystalflow.errors import InputError
+    from crystalflow.models import build_model, check_size_matches, default_size
+    from crystalflow.pretrained import make_dng_checkpoint, resolve_checkpoint
+    from crystalflow.symmetry import family_lattice_chart
+    from crystalflow.training import TrainConfig, train
+
+    model_name = args.model or "dngnet"
+    if model_name != "dngnet":
+        raise InputError("--task dng needs --model dngnet")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    progress = not args.no_progress
+    train_set = load_symmetric_split(args.dataset, "train", args.data_dir, progress=progress)
+    chart = family_lattice_chart(train_set.lattice, train_set.space_groups)
+    allowed = torch.zeros(NUM_TYPES, dtype=torch.bool)
+    allowed[train_set.atom_types.unique()] = True
+    init_note = None
+    if getattr(args, "init_from", None):
+        ck = load_checkpoint(resolve_checkpoint(args.init_from, "sgcsp"))
+        if ck.task != "sgcsp":
+            raise InputError(f"--init-from needs an sgcsp checkpoint, got task {ck.task!r}")
+        check_size_matches(ck.model_config, args.hidden, args.layers)  # the trunk is the checkpoint's
+        model = build_model(model_name, dict(ck.model_config))  # DNGNetConfig is SGNet's
+        missing, unexpected = model.load_state_dict(ck.weights, strict=False)
+        if unexpected or any(not k.startswith("type_head") for k in missing):
+            raise InputError(f"--init-from weights do not fit: missing {missing}, unexpected {unexpected}")
+        init_note = str(args.init_from)
+    else:
+        model = build_model(model_name, default_size(model_name, args.hidden, args.layers))
+    lattice_weight = 0.5 if args.lattice_weight is None else args.lattice_weight
+    flow = DNGFlow(model, chart, allowed, DNGConfig(lattice_weight=lattice_weight))
+    stats = dng_stats(train_set, chart, allowed, args.dataset)
+    if init_note:
+        stats["init_from"] = init_note
+    cfg = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
+                      val_every=args.val_every, seed=args.seed, max_minutes=args.max_minutes)
+    result = train(flow, train_set, cfg, args.out,
+                   make_checkpoint=lambda w, s: make_dng_checkpoint(flow, model_name, stats, w, s),
+                   validate=None, resume=args.resume, progress=progress)
+    print(json.dumps({"steps": result.steps, "seconds": round(result.seconds, 1), "last": str(result.last_path),
+                      "stopped_by": result.stopped_by}))
+    return finish(result.stopped_by, result.steps, result.last_path)

@@ -45,7 +45,7 @@ class FlatTorus(Manifold):
         return torch.remainder(d + 0.5 * p, p) - 0.5 * p
 
     def expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        return torch.remainder(x + u, self.period)
+        return self.projx(x + u)
 
     def logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.wrap(y - x)

@@ -1,5 +1,6 @@
 """Conditional probability paths, one per field."""
 
 from crystalflow.paths.geodesic import GeodesicPath, PathSample, ProductPath
+from crystalflow.paths.wyckoff import WyckoffPath, WyckoffPathSample
 
-__all__ = ["GeodesicPath", "PathSample", "ProductPath"]
+__all__ = ["GeodesicPath", "PathSample", "ProductPath", "WyckoffPath", "WyckoffPathSample"]

@@ -51,7 +51,7 @@ class BackboneFlowConfig:
         aux_weight / aux_t_min / aux_cutoff: auxiliary atom loss weight, the time above which it
             applies and the distance cutoff (Angstrom) of its pairwise-distance term.
         steps / method / rot_anti_annealing: sampling defaults (the last scales the rotation
-            velocity by ``1 + s t``, see :func:`crystalflow.solvers.ode.anti_annealed`).
+            velocity by ``1 + s t``, see :func:`crystalflow.solvers.anneal`).
         min_length / max_length: supported chain lengths for sampling.
     """
 
@@ -238,7 +238,7 @@ class BackboneFlow:
             return self.velocity(x, t.expand(len(lengths)), mask)
 
         x1 = integrate(velocity, x0, self.manifolds, steps or cfg.steps, method or cfg.method,
-                       anti_annealing={"rots": slope} if slope else None)
+                       anti_annealing={"rots": slope} if slope else None, time_dtype=dtype)
         return Frames(rots=x1["rots"], trans=centre(x1["trans"], mask), mask=mask)
 
     def backbones(self, frames: Frames) -> list[torch.Tensor]:

@@ -1,8 +1,8 @@
-"""Solvers: ODEs on manifolds, discrete Euler steps for categorical fields, and the joint loop."""
+"""Solvers: one loop for ODEs on manifolds (with a projection hook) and categorical fields
+(discrete Euler steps); anti-annealing."""
 
 from crystalflow.solvers.discrete import discrete_euler_step, sample_categorical
-from crystalflow.solvers.joint import integrate_joint
-from crystalflow.solvers.ode import STAGES, anti_annealed, integrate, nfe
+from crystalflow.solvers.ode import STAGES, JointField, anneal, anti_annealed, integrate, nfe
 
-__all__ = ["STAGES", "anti_annealed", "discrete_euler_step", "integrate", "integrate_joint", "nfe",
+__all__ = ["STAGES", "JointField", "anneal", "anti_annealed", "discrete_euler_step", "integrate", "nfe",
            "sample_categorical"]

@@ -98,3 +98,36 @@ def test_anti_annealing_scales_velocity_late():
               callback=lambda x, t: seen.append(float(x["x"])))
     # steps at t=0 (scale 1) and t=0.5 (scale 2), each of length 0.5
     assert seen == pytest.approx([0.5, 1.5])
+
+
+@pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
+def test_projection_hook_runs_after_every_step_and_stage(method):
+    """The hook sees every point the solver moves to (steps and intermediate stages), and with a
+    projection onto a line the flow never leaves the line."""
+    calls = []
+
+    def onto_diagonal(x):
+        calls.append(x["x"].clone())
+        return {"x": x["x"].mean(-1, keepdim=True).expand_as(x["x"])}
+
+    x0 = {"x": torch.zeros(2, 3, dtype=torch.float64)}
+    v = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 3.0]], dtype=torch.float64)
+    out = integrate(lambda x, t: {"x": v}, x0, {"x": Euclidean(3)}, steps=5, method=method,
+                    project=onto_diagonal)
+    assert len(calls) == nfe(method, 5)
+    assert torch.allclose(out["x"], torch.tensor([[2.0] * 3, [1.0] * 3], dtype=torch.float64))
+
+
+def test_time_is_a_tensor_of_the_state_dtype_and_discrete_fields_need_euler():
+    seen = []
+    integrate(lambda x, t: seen.append(t) or {"x": torch.zeros_like(x["x"])}, {"x": torch.zeros(1, 1)},
+              {"x": Euclidean(1)}, steps=4, method="midpoint", t0=0.5)
+    assert all(t.dtype == torch.float32 and t.dim() == 0 for t in seen)
+    assert [float(t) for t in seen] == pytest.approx([0.5, 0.5625, 0.625, 0.6875, 0.75, 0.8125, 0.875, 0.9375])
+    seen.clear()  # float64 time arithmetic on request, handed over as such
+    integrate(lambda x, t: seen.append(t) or {"x": torch.zeros_like(x["x"])}, {"x": torch.zeros(1, 1)},
+              {"x": Euclidean(1)}, steps=2, method="rk4", time_dtype=torch.float64)
+    assert [t.dtype for t in seen] == [torch.float64] * 8
+    with pytest.raises(ValueError, match="Euler"):
+        integrate(lambda x, t: x, {"x": torch.zeros(1, 1)}, {"x": Euclidean(1)}, 2, "rk4",
+                  discrete={"types": object()})

@@ -9,9 +9,9 @@ from crystalflow.checkpoint import save_checkpoint
 from crystalflow.dng import DNGConfig, DNGFlow, NUM_TYPES, Skeleton, SkeletonDistribution
 from crystalflow.models import build_model
 from crystalflow.pretrained import make_dng_checkpoint
-from crystalflow.sgcsp import FamilyLatticeChart
+from crystalflow.manifolds import LatticeChart
 
-CHART = FamilyLatticeChart(1.9, 0.2, 0.2, 0.38)
+CHART = LatticeChart.pooled(1.9, 0.2, 0.2, 0.38)
 ALLOWED_Z = [3, 8, 11, 12, 15, 17, 26, 29]
 SKELETONS = SkeletonDistribution(
     (Skeleton(221, ("a", "b")), Skeleton(225, ("a", "b")), Skeleton(225, ("a", "b", "c")),

@@ -12,7 +12,7 @@ from crystalflow.paths.discrete import (
     SCHEDULERS, KineticOptimalScheduler, MaskSource, MixturePath, UniformSource, make_scheduler,
 )
 from crystalflow.solvers.discrete import discrete_euler_step
-from crystalflow.solvers.joint import JointField, integrate_joint
+from crystalflow.solvers import JointField, integrate
 
 V = 7
 ALLOWED = torch.tensor([False, True, True, True, True, True, True])
@@ -80,19 +80,19 @@ def test_discrete_euler_reproduces_target(source, scheduler):
     g = torch.Generator().manual_seed(1)
 
     def field(state, t):
-        tt = torch.full((n,), t, dtype=torch.float64)
+        tt = t.expand(n)  # a 0-dim float64 tensor: the state holds only tokens
         return JointField(velocities={}, posteriors={"types": path.exact_posterior(state["types"], tt, target)})
 
-    out = integrate_joint(field, {"types": path.sample_source((n,), g)}, {}, {"types": path}, steps, generator=g)
+    out = integrate(field, {"types": path.sample_source((n,), g)}, {}, steps, discrete={"types": path}, generator=g)
     freq = torch.bincount(out["types"], minlength=V).double() / n
     tv = 0.5 * (freq - target).abs().sum()
     assert tv < 0.03, (freq, tv)
     # and a different posterior gives a different distribution (the check can fail)
     wrong = torch.full((V,), 1.0 / (V - 1), dtype=torch.float64)
     wrong[0] = 0
-    out2 = integrate_joint(
-        lambda s, t: JointField({}, {"types": path.exact_posterior(s["types"], torch.full((n,), t, dtype=torch.float64), wrong)}),
-        {"types": path.sample_source((n,), g)}, {}, {"types": path}, steps, generator=g)
+    out2 = integrate(
+        lambda s, t: JointField({}, {"types": path.exact_posterior(s["types"], t.expand(n), wrong)}),
+        {"types": path.sample_source((n,), g)}, {}, steps, discrete={"types": path}, generator=g)
     freq2 = torch.bincount(out2["types"], minlength=V).double() / n
     assert 0.5 * (freq2 - target).abs().sum() > 0.1
 

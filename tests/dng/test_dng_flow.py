@@ -120,7 +120,7 @@ def test_checkpoint_round_trip(tiny_checkpoint):
 
 def test_field_is_drift_free_in_a_polar_group():
     """P4mm: every atom on a free z line; the symmetric field has no common shift (as the target)."""
-    from crystalflow.sgcsp import crystal_mean
+    from crystalflow.symmetry import crystal_mean
     from crystalflow.symmetry import collate_symmetry
 
     flow = tiny_flow()

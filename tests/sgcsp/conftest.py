@@ -11,12 +11,13 @@ import torch
 
 from crystalflow.crystals.symmetric import SymmetricDataset
 from crystalflow.models import SGNet, SGNetConfig
-from crystalflow.sgcsp import FamilyLatticeChart, SGCSPConfig, SGCSPFlow
+from crystalflow.sgcsp import SGCSPConfig, SGCSPFlow
 from crystalflow.symmetry import (
     WyckoffTemplate,
     crystal_symmetry,
     expand_orbits,
     collate_symmetry,
+    family_lattice_chart,
     project_lattice,
     wyckoff_points,
 )
@@ -58,7 +59,7 @@ def make_dataset(templates=TEMPLATES, seed: int = 0) -> SymmetricDataset:
 def make_flow(seed: int = 0, hidden: int = 16, layers: int = 1, dataset=None) -> SGCSPFlow:
     torch.manual_seed(seed)
     ds = dataset or make_dataset()
-    chart = FamilyLatticeChart.fit(ds.lattice, ds.space_groups)
+    chart = family_lattice_chart(ds.lattice, ds.space_groups)
     model = SGNet(SGNetConfig(hidden=hidden, layers=layers, time_dim=16, sg_dim=8, wyckoff_dim=8))
     return SGCSPFlow(model.double().eval(), chart, SGCSPConfig(steps=4))
 

@@ -6,12 +6,16 @@ import pytest
 import torch
 
 from crystalflow.crystals.symmetric import SymmetricDataset
-from crystalflow.sgcsp import orbit_first_atom, orbit_parameters, sg_conditions
+from crystalflow.sgcsp import sg_conditions
 from crystalflow.symmetry import (
+    aligned_orbit_parameters,
     collate_symmetry,
+    crystal_mean,
     crystal_symmetry,
     get_space_group,
     lattice_violation,
+    orbit_first_atom,
+    orbit_parameters,
     symmetry_error,
 )
 
@@ -52,7 +56,6 @@ def test_conditional_path_is_symmetric_and_hits_the_data(flow, dataset, t):
 
     assert torch.allclose(group_average_vectors(target["frac"], sym), target["frac"], atol=1e-9)
     # no drift: the target is mean-free per crystal
-    from crystalflow.sgcsp import crystal_mean
 
     assert float(crystal_mean(target["frac"], sym).abs().max()) < 1e-9
     if t == 1.0:
@@ -101,7 +104,6 @@ def test_both_couplings_end_on_the_data(dataset, align):
 def test_aligned_targets_are_orbit_points_and_never_farther(dataset):
     """The aligned coupling picks, per orbit, a point of the data orbit on the Wyckoff subspace,
     and its parameter displacement is never longer than the fixed representative's."""
-    from crystalflow.sgcsp import aligned_orbit_parameters
 
     b = dataset.batch(range(len(dataset)), dtype=torch.float64)
     sym = b.symmetry
@@ -157,9 +159,11 @@ def test_loss_is_finite_and_trains(dataset):
     assert set(out.parts) == {"frac", "lattice"}
 
 
-def test_sampling_stays_on_wyckoff_subspaces_and_family_at_every_step(flow):
+@pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
+def test_sampling_stays_on_wyckoff_subspaces_and_family_at_every_step(flow, method):
     """Started from the symmetric prior, with the real network, every state of the integration
-    is exactly symmetric (no re-symmetrisation) and its lattice obeys the family constraints."""
+    is exactly symmetric (no re-symmetrisation) and its lattice obeys the family constraints, with
+    every solver (midpoint and RK4 combine symmetric fields at symmetric points)."""
     errors, violations = [], []
     templates = TEMPLATES
     sym = collate_symmetry([crystal_symmetry(t) for t in templates])
@@ -169,7 +173,7 @@ def test_sampling_stays_on_wyckoff_subspaces_and_family_at_every_step(flow):
         lat = flow.chart.to_params(state["lattice"])
         violations.append(float(lattice_violation(lat, sym.space_group).max()))
 
-    out = flow.sample(templates, steps=6, symmetrize=False, dtype=torch.float64,
+    out = flow.sample(templates, steps=6, method=method, symmetrize=False, dtype=torch.float64,
                       generator=torch.Generator().manual_seed(3), callback=check)
     assert len(errors) == 6
     assert max(errors) < 1e-9, errors

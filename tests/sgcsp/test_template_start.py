@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from crystalflow.sgcsp import orbit_first_atom
-from crystalflow.symmetry import collate_symmetry, crystal_symmetry, symmetry_error, wrap_frac
+from crystalflow.symmetry import collate_symmetry, crystal_symmetry, orbit_first_atom, symmetry_error, wrap_frac
 
 from .conftest import TEMPLATES
 
