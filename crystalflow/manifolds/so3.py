@@ -172,21 +172,3 @@ class SO3(Manifold):
 
     def __repr__(self) -> str:
         return "SO3()"
-
-
-def manifold_cases() -> list:
-    """Contract cases for the shared manifold tests (:mod:`crystalflow.testing`).
-
-    Returns ``so3`` (Haar-uniform points, so relative angles near ``pi`` occur) and
-    ``so3_near_identity`` (points within 0.1 rad of the identity, exercising the small-angle
-    branches of Exp and Log).
-    """
-    from crystalflow.testing import ManifoldCase
-
-    def near_identity(n: int, g: torch.Generator) -> torch.Tensor:
-        return so3_exp(0.05 * torch.randn(n, 3, generator=g, dtype=torch.float64))
-
-    return [
-        ManifoldCase("so3", SO3(), lambda n, g: random_rotations((n,), g, torch.float64)),
-        ManifoldCase("so3_near_identity", SO3(), near_identity),
-    ]

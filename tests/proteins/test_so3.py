@@ -10,15 +10,15 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from crystalflow.manifolds.so3 import (
-    SO3, hat, manifold_cases, matrix_to_quaternion, quaternion_to_matrix, random_rotations, so3_exp,
+    SO3, hat, matrix_to_quaternion, quaternion_to_matrix, random_rotations, so3_exp,
     so3_log, vee,
 )
-from crystalflow.testing import manifold_cases as all_cases
+from crystalflow.testing import manifold_cases, so3_cases
 
 
 def test_so3_cases_are_registered_with_the_shared_contract():
-    names = {c.name for c in all_cases()}
-    assert {c.name for c in manifold_cases()} <= names
+    names = {c.name for c in manifold_cases()}
+    assert {c.name for c in so3_cases()} == {"so3", "so3_near_identity"} and {"so3", "so3_near_identity"} <= names
 
 
 def test_exp_and_log_match_scipy():
