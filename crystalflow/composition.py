@@ -97,9 +97,27 @@ def atom_types_for(
 
 def trained_elements(stats: dict) -> frozenset[int] | None:
     """Atomic numbers a checkpoint saw in training (its ``stats``: ``elements``, or a DNG
-    checkpoint's ``allowed_types``); ``None`` when the checkpoint does not record them."""
+    checkpoint's ``allowed_types``). A checkpoint that does not record them but names a
+    benchmark with a bundled template library (``dataset``: ``mp_20``, ``perov_5``, as the
+    bundled CSP checkpoints do) gets that library's elements (its train + val crystals);
+    otherwise ``None`` (nothing known)."""
     zs = stats.get("elements", stats.get("allowed_types"))
-    return None if zs is None else frozenset(int(z) for z in zs)
+    if zs is not None:
+        return frozenset(int(z) for z in zs)
+    return _bundled_dataset_elements(str(stats.get("dataset", "")))
+
+
+def _bundled_dataset_elements(dataset: str) -> frozenset[int] | None:
+    """Elements of the bundled template library of a benchmark, ``None`` when there is none."""
+    from crystalflow.templates import BUNDLED_LIBRARY, load_library
+
+    if not dataset.replace("_", "").isalnum():
+        return None
+    path = BUNDLED_LIBRARY.with_name(f"{dataset}.pt")
+    if not path.is_file():
+        return None
+    volumes = load_library(path).element_volumes
+    return frozenset(z for z in range(1, len(volumes)) if float(volumes[z]) > 0)
 
 
 def check_trained_elements(atom_types: Iterable[int], stats: dict, *, allow_unseen: bool = False,

@@ -15,12 +15,19 @@ from tqdm.auto import tqdm
 from crystalflow.crystals.batch import CrystalBatch, batch_index
 from crystalflow.crystals.crystal import Crystal
 from crystalflow.crystals.dataset import read_cif_table
-from crystalflow.composition import atom_types_for
+from crystalflow.composition import atom_types_for, check_trained_elements
 from crystalflow.csp import CSPFlow
 from crystalflow.errors import InputError
 from crystalflow.models import Conditions
 from crystalflow.outputs import prepare_output_dir, write_samples
 from crystalflow.pretrained import load_pretrained
+from crystalflow.wyckoff_requests import MAX_TEMPLATES, templates_for  # noqa: F401 (re-exported)
+
+
+def check_cell_size(num_atoms: int, max_atoms: int | None) -> None:
+    """Refuse a cell larger than the checkpoint supports (``max_atoms``; ``None``: no limit)."""
+    if max_atoms is not None and num_atoms > max_atoms:
+        raise InputError(f"{num_atoms} atoms is more than this checkpoint supports ({max_atoms})")
 
 
 def sample_structures(
@@ -30,8 +37,7 @@ def sample_structures(
 ) -> list[Crystal]:
     """Sample one crystal per entry of ``types_list`` (atomic numbers per cell), batched."""
     for types in types_list:
-        if max_atoms is not None and len(types) > max_atoms:
-            raise InputError(f"{len(types)} atoms is more than this checkpoint supports ({max_atoms})")
+        check_cell_size(len(types), max_atoms)
     gen = torch.Generator(device=device).manual_seed(seed)
     out: list[Crystal] = []
     starts = range(0, len(types_list), batch_size)
@@ -51,7 +57,7 @@ def predict(
     composition: str | Composition, *, num_atoms: int | None = None, formula_units: int | None = None,
     num_samples: int = 1, steps: int | None = None, method: str | None = None,
     checkpoint: str | os.PathLike | None = None, seed: int = 0, p1: bool = False,
-    config=None, library=None,
+    config=None, library=None, allow_unseen: bool = False,
 ) -> list[Structure]:
     """Predict the ``num_samples`` best candidate structures of a composition.
 
@@ -69,6 +75,7 @@ def predict(
         p1: the P1 flow alone.
         config: a :class:`~crystalflow.pipeline.PipelineConfig` (default settings if ``None``).
         library: a template library or its path (default: the bundled one).
+        allow_unseen: with ``p1``, allow elements the checkpoint never saw in training.
 
     Returns:
         pymatgen Structures.
@@ -86,6 +93,7 @@ def predict(
                                       p1_checkpoint=checkpoint, seed=seed, progress=False)
         return [c.structure for c in ranked[0]]
     flow, ckpt = load_pretrained(checkpoint, task="csp")
+    check_trained_elements(types, ckpt.stats, allow_unseen=allow_unseen)
     crystals = sample_structures(flow, [types] * num_samples, max_atoms=ckpt.stats.get("max_atoms"),
                                  steps=steps, method=method, seed=seed)
     return [c.to_structure() for c in crystals]
@@ -154,11 +162,7 @@ def predict_from_csv(
                            summary=tuple(rows))
 
 
-# -- space-group conditioned prediction (task ``sgcsp``) ------------------------------------------
-
-#: most Wyckoff templates a composition + space-group request samples across
-MAX_TEMPLATES = 64
-
+# -- space-group conditioned prediction (task ``sgcsp``; templates: crystalflow.wyckoff_requests) --
 
 def sample_symmetric_structures(
     flow, templates: Sequence, *, steps: int | None = None, method: str | None = None,
@@ -175,139 +179,25 @@ def sample_symmetric_structures(
     return out
 
 
-def _parse_wyckoff(spec: str, space_group: int) -> list[tuple[str | None, str]]:
-    """``"4a,4b"`` / ``"a b"`` / ``"Na:4a,Cl:4b"`` -> ``[(element or None, letter)]`` (checked)."""
-    import re
-
-    from crystalflow.symmetry import wyckoff_position
-
-    items = [x for x in re.split(r"[,\s]+", spec.strip()) if x]
-    if not items:
-        raise InputError("--wyckoff is empty; give letters such as '4a,4b' or 'Na:4a,Cl:4b'")
-    out = []
-    for item in items:
-        m = re.fullmatch(r"(?:([A-Z][a-z]?):)?(\d*)([a-zA-Z])", item)
-        if not m:
-            raise InputError(f"cannot read Wyckoff position {item!r}; write e.g. 4a or Na:4a")
-        element, mult, letter = m.groups()
-        wp = wyckoff_position(space_group, letter)  # InputError for an unknown letter
-        if mult and int(mult) != wp.multiplicity:
-            raise InputError(f"Wyckoff position {letter} of space group {space_group} has "
-                             f"multiplicity {wp.multiplicity}, not {mult}")
-        out.append((element, letter))
-    return out
-
-
-def _assignments(orbits: list[tuple[str | None, str]], counts: dict[int, int], space_group: int,
-                 limit: int = MAX_TEMPLATES) -> list:
-    """Templates assigning an element to every orbit so the cell holds exactly ``counts``."""
-    from pymatgen.core import Element
-
-    from crystalflow.symmetry import WyckoffTemplate, wyckoff_position
-
-    mults = [wyckoff_position(space_group, letter).multiplicity for _, letter in orbits]
-    fixed = [Element(e).Z if e else None for e, _ in orbits]
-    found: list = []
-    remaining = dict(counts)
-
-    def rec(i: int, chosen: list[int]) -> None:
-        if len(found) >= limit:
-            return
-        if i == len(orbits):
-            if all(v == 0 for v in remaining.values()):
-                try:
-                    found.append(WyckoffTemplate(space_group, tuple(l for _, l in orbits), tuple(chosen)))
-                except InputError:
-                    pass
-            return
-        options = [fixed[i]] if fixed[i] is not None else list(remaining)
-        for z in options:
-            if remaining.get(z, 0) >= mults[i]:
-                remaining[z] -= mults[i]
-                rec(i + 1, chosen + [z])
-                remaining[z] += mults[i]
-
-    rec(0, [])
-    return found
-
-
-def templates_for(
-    composition: str | Composition, space_group: int, *, wyckoff: str | None = None,
-    max_atoms: int | None = None, num_atoms: int | None = None, formula_units: int | None = None,
-    limit: int = MAX_TEMPLATES,
-) -> list:
-    """Wyckoff templates of ``space_group`` for a composition (conventional cell).
-
-    The user's formula is a ratio: the conventional cell holds ``k`` reduced formula units, with
-    ``k`` fixed by ``num_atoms`` / ``formula_units`` when given and otherwise every ``k`` whose
-    cell fits (``k * atoms per unit <= max_atoms``), smallest cells first. With ``wyckoff`` the
-    orbits are the user's; elements are assigned to them (or taken as written, ``Na:4a``).
-
-    Raises:
-        InputError: space group outside 1-230, unknown Wyckoff letter, or no template fits.
-    """
-    from crystalflow.composition import parse_composition as parse_formula
-    from crystalflow.symmetry import enumerate_templates, get_space_group, wyckoff_position
-
-    group = get_space_group(int(space_group))  # InputError outside 1-230
-    comp = parse_formula(composition)
-    reduced, _ = comp.get_reduced_composition_and_factor()
-    per_unit = int(round(reduced.num_atoms))
-    unit = {el.Z: int(round(n)) for el, n in reduced.items()}
-    if num_atoms is not None or formula_units is not None:
-        ks = [len(atom_types_for(composition, num_atoms, formula_units)) // per_unit]
-    else:
-        top = max_atoms if max_atoms is not None else 8 * per_unit
-        ks = list(range(1, max(1, top // per_unit) + 1))
-    name = reduced.reduced_formula
-    if wyckoff is not None:
-        orbits = _parse_wyckoff(wyckoff, group.number)
-        total = sum(wyckoff_position(group.number, l).multiplicity for _, l in orbits)
-        if total % per_unit or total // per_unit not in ks:
-            raise InputError(
-                f"Wyckoff positions {wyckoff} hold {total} atoms, which is not a cell of {name} "
-                f"({per_unit} atoms per formula unit"
-                + (f", at most {max_atoms} atoms)" if max_atoms and num_atoms is None and formula_units is None else ")"))
-        k = total // per_unit
-        found = _assignments(orbits, {z: k * n for z, n in unit.items()}, group.number, limit)
-        if not found:
-            raise InputError(f"Wyckoff positions {wyckoff} of space group {group.number} "
-                             f"({group.symbol}) cannot hold {name} x{k} (each position holds "
-                             f"one element; parameter-free positions at most once)")
-        return found
-    found = []
-    for k in ks:
-        try:
-            found.extend(enumerate_templates(group.number, {z: k * n for z, n in unit.items()},
-                                             max_templates=limit - len(found)))
-        except InputError:
-            continue
-        if len(found) >= limit:
-            break
-    if not found:
-        cells = (f"{ks[0] * per_unit} atoms" if len(ks) == 1 else
-                 f"any cell of up to {ks[-1] * per_unit} atoms")
-        raise InputError(f"composition {name} fits no combination of Wyckoff positions of space "
-                         f"group {group.number} ({group.symbol}) in {cells} (conventional cell)")
-    return found
-
-
 def predict_with_space_group(
     composition: str | Composition, space_group: int, *, wyckoff: str | None = None,
     num_atoms: int | None = None, formula_units: int | None = None, num_samples: int = 1,
     steps: int | None = None, method: str | None = None,
     checkpoint: str | os.PathLike | None = None, seed: int = 0, retries: int = 3,
+    allow_unseen: bool = False,
 ) -> list[Structure]:
     """Predict ``num_samples`` conventional cells of a composition in a given space group.
 
     Without ``wyckoff`` the compatible Wyckoff templates are enumerated (see
     :func:`templates_for`) and the samples cycle through them. Samples not in the requested
     group (spglib, symprec 0.1) or with atoms closer than 0.5 A are re-sampled, at most
-    ``retries`` rounds, from templates that have not failed.
+    ``retries`` rounds, from templates that have not failed. Elements the checkpoint never saw
+    in training are refused unless ``allow_unseen``.
     """
     if num_samples < 1:
         raise InputError("--num-samples must be >= 1")
     flow, ckpt = load_pretrained(checkpoint, task="sgcsp")
+    check_trained_elements(atom_types_for(composition), ckpt.stats, allow_unseen=allow_unseen)
     max_atoms = ckpt.stats.get("max_atoms")
     templates = templates_for(composition, space_group, wyckoff=wyckoff, max_atoms=max_atoms,
                               num_atoms=num_atoms, formula_units=formula_units)

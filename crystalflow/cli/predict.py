@@ -43,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=positive_int)
     p.add_argument("--workers", type=positive_int, default=1,
                    help="with --use-space-group: processes for the spglib analysis of the rows (cached)")
+    p.add_argument("--allow-unseen-elements", action="store_true",
+                   help="predict compositions with elements no library crystal (with --p1 / "
+                   "--space-group: no training crystal of the checkpoint) contains")
     p.add_argument("--out", required=True, help="output directory (new or empty, see --overwrite)")
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty OUT, removing the files a previous run wrote there")
@@ -71,8 +74,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--fmax", type=positive_float, default=0.1, help="force threshold, eV/A (default 0.1)")
     g.add_argument("--exact-size", action="store_true",
                    help="only templates with the requested number of formula units")
-    g.add_argument("--allow-unseen-elements", action="store_true",
-                   help="predict compositions with elements no library crystal contains")
     g.add_argument("--fast", action="store_true",
                    help="substituted templates only, ranked by CHGNet static energy (seconds per composition)")
     g.add_argument("--chunk", type=positive_int, default=512,
@@ -100,7 +101,7 @@ def _pipeline_options_used(args: argparse.Namespace) -> list[str]:
     names = ("library", "templates", "flow_templates", "flow_samples", "started_samples",
              "start_time", "p1_samples", "rank")
     used = [n for n in names if getattr(args, n) is not None]
-    used += [n for n in ("relax", "exact_size", "fast", "allow_unseen_elements") if getattr(args, n)]
+    used += [n for n in ("relax", "exact_size", "fast") if getattr(args, n)]
     return ["--" + n.replace("_", "-") for n in used]
 
 
@@ -240,40 +241,42 @@ def _run_flow_csv(args: argparse.Namespace) -> int:
 
 def _run_flow_composition(args: argparse.Namespace) -> int:
     """``--p1`` / ``--space-group`` with ``--composition``: the flow's samples, checked (against
-    the requested group) and written like the pipeline's (``<stem>.cif`` or ``<stem>_<k>.cif``)."""
-    from crystalflow.composition import atom_types_for
+    the requested group) and written like the pipeline's (``<stem>.cif`` or ``<stem>_<k>.cif``).
+    The request (formula, elements the checkpoint knows, size, Wyckoff positions) is checked
+    before the output folder is touched."""
+    from collections import Counter
+
+    from crystalflow.composition import atom_types_for, check_trained_elements
     from crystalflow.outputs import (
         CHECKED_COLUMNS, prepare_output_dir, warn_failed_checks, write_checked, write_summary_csv,
     )
+    from crystalflow.prediction import (
+        check_cell_size, predict, predict_with_space_group, templates_for,
+    )
+    from crystalflow.pretrained import load_pretrained
 
-    sized = args.num_atoms is not None or args.formula_units is not None
-    types = atom_types_for(args.composition, args.num_atoms, args.formula_units)  # checked first
-    if args.space_group is not None:
-        from crystalflow.prediction import predict_with_space_group, templates_for
-
-        templates_for(args.composition, args.space_group, wyckoff=args.wyckoff,  # before --out
-                      num_atoms=args.num_atoms, formula_units=args.formula_units)
-        out = prepare_output_dir(args.out, overwrite=args.overwrite)
-        structures = predict_with_space_group(
-            args.composition, args.space_group, wyckoff=args.wyckoff, num_atoms=args.num_atoms,
-            formula_units=args.formula_units, num_samples=args.num_samples, steps=args.steps,
-            method=args.method, checkpoint=args.checkpoint, seed=args.seed,
-        )
+    sg = args.space_group
+    types = atom_types_for(args.composition, args.num_atoms, args.formula_units)
+    _, ckpt = load_pretrained(args.checkpoint, task="csp" if sg is None else "sgcsp")
+    check_trained_elements(types, ckpt.stats, allow_unseen=args.allow_unseen_elements)
+    max_atoms = ckpt.stats.get("max_atoms")
+    if sg is None:
+        check_cell_size(len(types), max_atoms)
     else:
-        from crystalflow.prediction import predict
-
-        out = prepare_output_dir(args.out, overwrite=args.overwrite)
-        structures = predict(
-            args.composition, num_atoms=args.num_atoms, formula_units=args.formula_units,
-            num_samples=args.num_samples, steps=args.steps, method=args.method,
-            checkpoint=args.checkpoint, seed=args.seed, p1=True,
-        )
-    from collections import Counter
-
+        templates_for(args.composition, sg, wyckoff=args.wyckoff, max_atoms=max_atoms,
+                      num_atoms=args.num_atoms, formula_units=args.formula_units)
+    out = prepare_output_dir(args.out, overwrite=args.overwrite)
+    common = dict(num_atoms=args.num_atoms, formula_units=args.formula_units,
+                  num_samples=args.num_samples, steps=args.steps, method=args.method,
+                  checkpoint=args.checkpoint, seed=args.seed, allow_unseen=args.allow_unseen_elements)
+    if sg is None:
+        structures = predict(args.composition, p1=True, **common)
+    else:
+        structures = predict_with_space_group(args.composition, sg, wyckoff=args.wyckoff, **common)
+    sized = args.num_atoms is not None or args.formula_units is not None
     counts = Counter(types)
-    stem = _formula_stem(counts if sized or args.space_group is None else _reduced(counts))
-    rows = write_checked(out, ((stem, k, s, args.space_group) for k, s in enumerate(structures)),
-                         args.num_samples)
+    stem = _formula_stem(counts if sized or sg is None else _reduced(counts))
+    rows = write_checked(out, ((stem, k, s, sg) for k, s in enumerate(structures)), args.num_samples)
     write_summary_csv(out, rows, CHECKED_COLUMNS)
     for r, s in zip(rows, structures):
         print(f"{out / r['file']}  {r['formula']}  volume/atom {s.volume / len(s):.2f} A^3  "

@@ -61,9 +61,10 @@ def _cifs(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.glob("*.cif"))
 
 
-def files(folder: str, names: list[str], space_group: int | None = None) -> Callable:
-    """The folder holds exactly ``names`` (CIFs), each a summary row; with ``space_group`` every
-    row was checked against it and the first one is in it."""
+def files(folder: str, names: list[str], space_group: int | None = None,
+          all_in: int | None = None) -> Callable:
+    """The folder holds exactly ``names`` (CIFs), each a summary row; the first one is in
+    ``space_group``; every one passed its check and is in ``all_in`` (a space-group request)."""
 
     def check(work: Path, out: str) -> None:
         d = work / folder
@@ -73,6 +74,8 @@ def files(folder: str, names: list[str], space_group: int | None = None) -> Call
         assert all(r["ok"] in ("True", "False") and r["min_distance"] for r in rows)
         if space_group is not None:
             assert rows[0]["space_group"] == str(space_group)
+        if all_in is not None:
+            assert all(r["ok"] == "True" and r["space_group"] == str(all_in) for r in rows), rows
 
     return check
 
@@ -167,9 +170,9 @@ MIRRORS: dict[str, Mirror] = {
     "crystalflow evaluate csp --predictions d5 --reference ../shared/data/mp_20/test.csv.gz "
     "--limit 20 --json": Mirror({"--limit": "2"}, json_keys("match_rate", "rmse"), (D5,)),
     "crystalflow predict --composition NaCl --space-group 225 --num-samples 4 --out d6":
-        Mirror({"--steps": "5"}, files("d6", [f"NaCl_{k}.cif" for k in range(4)])),
+        Mirror({"--steps": "5"}, files("d6", [f"NaCl_{k}.cif" for k in range(4)], all_in=225)),
     "crystalflow predict --composition NaCl --space-group 225 --wyckoff \"Na:4a,Cl:4b\" --out d7":
-        Mirror({"--steps": "5"}, files("d7", ["NaCl.cif"], space_group=225)),
+        Mirror({"--steps": "5"}, files("d7", ["NaCl.cif"], all_in=225)),
     D8: Mirror({"--limit": "2", "--steps": "5"},
                lambda w, o: files("d8", [f"{i}.cif" for i in MP20_IDS])(w, o)),
     "crystalflow evaluate csp --predictions d8 --reference ../shared/data/mp_20/test.csv.gz "

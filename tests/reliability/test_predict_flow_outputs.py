@@ -107,3 +107,29 @@ def test_space_group_request_writes_one_checked_file_per_sample(tmp_path, capsys
     assert rc == 0
     rows = _assert_checked_folder(out, tmp_path, 225)
     assert [r["file"] for r in rows] == ["NaCl.cif"] and rows[0]["requested_space_group"] == "225"
+
+
+@pytest.mark.parametrize("mode", [[], ["--p1"], ["--space-group", "225"]])
+def test_unwritable_out_is_refused_before_any_sampling(tmp_path, capsys, monkeypatch, mode):
+    import crystalflow.pipeline as pipeline
+    import crystalflow.prediction as prediction
+
+    for module, name in ((pipeline, "predict_compositions"), (prediction, "sample_structures"),
+                         (prediction, "sample_symmetric_structures")):
+        monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail("sampled"))
+    (tmp_path / "file").write_text("x")
+    rc = main(["predict", "--composition", "NaCl", *mode, "--out", str(tmp_path / "file" / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "under the file" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("formula,mode", [("FmCl3", ["--p1"]), ("ArCl", ["--space-group", "225"])])
+def test_elements_the_checkpoint_never_saw_are_refused_unless_allowed(tmp_path, capsys, formula, mode):
+    """The bundled checkpoints record no element list; their benchmark's bundled library stands in."""
+    out = tmp_path / "never"
+    rc = main(["predict", "--composition", formula, *mode, "--steps", "2", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--allow-unseen-elements" in err and err.count("\n") == 1 and not out.exists()
+    rc = main(["predict", "--composition", formula, *mode, "--steps", "2", "--out", str(out),
+               "--allow-unseen-elements"])
+    assert rc == 0 and len(_summary(out)) == 1
