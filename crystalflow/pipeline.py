@@ -139,6 +139,8 @@ class Candidate:
         distance: the proposal's chemical distance (``None`` without a template).
         proposal_rank: rank of its proposal (0 = best; large for ``p1`` / ``enumerated``).
         vote: its prototype's library vote (0 without a template).
+        support: library crystals sharing its prototype (0 without a template).
+        same_size: its template has the target's number of formula units.
         energy: CHGNet energy per atom (eV/atom) as built, ``None`` if not computed or failed.
         relaxed_energy: after CHGNet relaxation, ``None`` if not relaxed.
         check: the output check, set on the returned structures.
@@ -151,6 +153,8 @@ class Candidate:
     distance: float | None = None
     proposal_rank: int = 10**6
     vote: float = 0.0
+    support: int = 0
+    same_size: bool = False
     energy: float | None = None
     relaxed_energy: float | None = None
     min_distance: float = field(default=float("nan"))
@@ -351,7 +355,7 @@ def predict_compositions(
             except InputError:
                 continue
             per[i].append(Candidate(s, "template", p.label, p.entry.material_id, p.distance, r,
-                                    p.vote))
+                                    p.vote, p.support, p.same_size))
     clock("build")
     # (b, c) space-group flow on the top proposals; enumerated templates without a library match
     jobs: list[tuple[int, str, object, tuple | None, Proposal | None, int]] = []
@@ -385,7 +389,8 @@ def predict_compositions(
         for (i, _, t, _, p, r), s in zip(sel, structures):
             per[i].append(Candidate(s, kind, p.label if p else template_label(t),
                                     p.entry.material_id if p else "",
-                                    p.distance if p else None, r, p.vote if p else 0.0))
+                                    p.distance if p else None, r, p.vote if p else 0.0,
+                                    p.support if p else 0, p.same_size if p else False))
     clock("flows")
     # (d) P1 flow
     p1_jobs = [i for i, props in enumerate(proposals)

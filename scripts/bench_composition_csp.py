@@ -156,7 +156,9 @@ def main() -> None:
         rows.append({"material_id": str(mid), "candidates": [
             {"source": c.source, "template": c.template, "template_id": c.template_id,
              "distance": c.distance, "proposal_rank": c.proposal_rank, "energy": c.energy,
-             "vote": c.vote, "score": c.score(config.energy_weight),
+             "vote": c.vote, "support": c.support, "same_size": c.same_size,
+             "num_sites": len(c.structure), "volume_per_atom": c.structure.volume / len(c.structure),
+             "score": c.score(config.energy_weight),
              "min_distance": c.min_distance, "valid": v, "rms": rms}
             for c, (v, rms) in zip(cands, sc)]})
     all_sources = ("template", "template-flow", "flow", "enumerated", "p1")
