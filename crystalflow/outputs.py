@@ -12,7 +12,8 @@ One place for "where do a run's files go":
 * :func:`record_outputs` appends written file names to the manifest, so the next ``--overwrite``
   clears exactly them.
 * :func:`prepare_output_file` is the same check for a single output file (a CSV, a plot): an
-  existing file is refused unless ``overwrite`` is given.
+  existing file is refused unless ``overwrite`` is given; :func:`check_run_dir` for a training
+  run's folder (``--resume`` continues a used one, ``--overwrite`` starts it again).
 * :func:`write_checked` writes structures with their check (:func:`crystalflow.checks.check_structure`)
   and returns the summary rows (:data:`CHECKED_COLUMNS`); :func:`write_ranked` does the same for
   the ranked candidates of the composition pipeline; :func:`write_summary_csv` writes a run's
@@ -35,9 +36,10 @@ from crystalflow.errors import InputError
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-__all__ = ["CHECKED_COLUMNS", "MANIFEST", "SUMMARY_COLUMNS", "output_name", "prepare_output_dir",
-           "prepare_output_file", "record_outputs", "safe_stems", "warn_failed_checks",
-           "write_checked", "write_ranked", "write_samples", "write_summary_csv"]
+__all__ = ["CHECKED_COLUMNS", "MANIFEST", "RUN_FILES", "SUMMARY_COLUMNS", "check_run_dir",
+           "output_name", "prepare_output_dir", "prepare_output_file", "record_outputs",
+           "safe_stems", "warn_failed_checks", "write_checked", "write_ranked", "write_samples",
+           "write_summary_csv"]
 
 #: file in an output folder listing (one name a line) the files crystalflow wrote there
 MANIFEST = ".crystalflow-files"
@@ -98,6 +100,40 @@ def prepare_output_file(path: str | os.PathLike, *, overwrite: bool = False,
     _create_writable(out.parent, "folder", option)
     if out.exists() and not overwrite:
         raise InputError(f"{out} exists; give another {option} or add --overwrite to replace it")
+    return out
+
+
+#: what a training run writes into its folder (``--overwrite`` replaces exactly these)
+RUN_FILES = ("last.pt", "best.pt", "log.csv")
+
+
+def check_run_dir(path: str | os.PathLike, *, resume: bool = False, overwrite: bool = False) -> Path:
+    """Check a training run's folder before the data is read (the run creates it later, so a
+    refused request leaves nothing behind).
+
+    The folder may not be a file or lie under one, and it (or the nearest existing parent) must be
+    writable. Without ``resume`` it must be new or empty; ``overwrite`` allows a used one and
+    removes the previous run's :data:`RUN_FILES` (other files are kept).
+
+    Raises:
+        InputError: one line naming the folder and the way out (``--resume`` / ``--overwrite``).
+    """
+    out = Path(path).expanduser()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output folder {out} is a file; give a folder path with --out")
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"output folder {out} lies under the file {existing}; give another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"output folder {out} is not writable ({existing}); give a writable --out")
+    if resume or existing != out or not any(out.iterdir()):
+        return out
+    if not overwrite:
+        raise InputError(f"output folder {out} is not empty; continue its run with --resume, give "
+                         "an empty --out, or add --overwrite to start again (replacing "
+                         f"{', '.join(RUN_FILES)})")
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
     return out
 
 

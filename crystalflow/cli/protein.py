@@ -66,6 +66,8 @@ def _register_train(psub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again in a used OUT (its last.pt, best.pt and log.csv are replaced)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_train)
 
@@ -77,8 +79,10 @@ def run_train(args: argparse.Namespace) -> int:
     from crystalflow.models.framenet import FrameNetConfig
     from crystalflow.proteins.flow import BackboneFlowConfig
     from crystalflow.proteins.train import build_setup, checkpoint_maker, heldout_score
+    from crystalflow.outputs import check_run_dir
     from crystalflow.training import TrainConfig, train
 
+    check_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)  # before any data is read
     _threads(args)
     torch.manual_seed(args.seed)
     progress = not args.no_progress

@@ -61,6 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None,
                    help="cpu, cuda or cuda:K (default: cpu; under torchrun cuda:LOCAL_RANK if available)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again in a used OUT (its last.pt, best.pt and log.csv are replaced)")
     p.add_argument("--init-from", default=None,
                    help="start from a checkpoint's weights (path or bundled name): a csp checkpoint for "
                         "--task csp, sgcsp for sgcsp (its lattice chart and network size are kept), "
@@ -80,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
         from crystalflow.errors import InputError
 
         raise InputError("--data trains the P1 CSP flow only (--task csp)")
+    from crystalflow.outputs import check_run_dir
+
+    check_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)  # before any data is read
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.task == "dng":

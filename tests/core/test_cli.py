@@ -114,7 +114,7 @@ def test_train_init_from_continues_from_checkpoint_weights(tiny_run, tmp_path, d
         assert torch.equal(torch.as_tensor(val), torch.as_tensor(after.stats["lattice_chart"][key]))
     for key, val in before.weights.items():
         assert torch.allclose(val.float(), after.weights[key].float()), key
-    assert main(args[:-1] + ["--task", "sgcsp", "--no-progress"]) == 2  # a csp checkpoint for sgcsp
+    assert main(args[:-1] + ["--task", "sgcsp", "--overwrite", "--no-progress"]) == 2  # a csp checkpoint for sgcsp
 
 
 def test_train_init_from_refuses_a_different_size(tiny_run, tmp_path, data_dir, capsys):

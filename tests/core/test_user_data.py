@@ -128,5 +128,5 @@ def test_train_cli_on_a_cif_folder(cif_folder, tmp_path, capsys):
     # --data and --dataset are exclusive; --data must exist
     assert main(["train", "--data", str(cif_folder), "--dataset", "perov_5", "--out", str(out)]) == 2
     capsys.readouterr()
-    assert main(["train", "--data", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert main(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "new")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
