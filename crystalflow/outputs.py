@@ -112,8 +112,9 @@ def check_run_dir(path: str | os.PathLike, *, resume: bool = False, overwrite: b
     refused request leaves nothing behind).
 
     The folder may not be a file or lie under one, and it (or the nearest existing parent) must be
-    writable. Without ``resume`` it must be new or empty; ``overwrite`` allows a used one and
-    removes the previous run's :data:`RUN_FILES` (other files are kept).
+    writable. Without ``resume`` it may not hold a previous run (any of :data:`RUN_FILES`; other
+    files such as a captured ``train.out`` are fine); ``overwrite`` allows that and removes the
+    previous run's :data:`RUN_FILES` (other files are kept).
 
     Raises:
         InputError: one line naming the folder and the way out (``--resume`` / ``--overwrite``).
@@ -126,13 +127,14 @@ def check_run_dir(path: str | os.PathLike, *, resume: bool = False, overwrite: b
         raise InputError(f"output folder {out} lies under the file {existing}; give another --out")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(f"output folder {out} is not writable ({existing}); give a writable --out")
-    if resume or existing != out or not any(out.iterdir()):
+    previous = [name for name in RUN_FILES if (out / name).exists()]
+    if resume or not previous:
         return out
     if not overwrite:
-        raise InputError(f"output folder {out} is not empty; continue its run with --resume, give "
-                         "an empty --out, or add --overwrite to start again (replacing "
-                         f"{', '.join(RUN_FILES)})")
-    for name in RUN_FILES:
+        raise InputError(f"output folder {out} holds a previous run ({', '.join(previous)}); "
+                         "continue it with --resume, give a new --out, or add --overwrite to "
+                         "start again (replacing those files)")
+    for name in previous:
         (out / name).unlink(missing_ok=True)
     return out
 

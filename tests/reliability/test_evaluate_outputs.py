@@ -29,6 +29,7 @@ def no_work(monkeypatch):
 
 
 def _refused(capsys, argv, needle):
+    capsys.readouterr()  # what earlier commands printed
     rc = main(argv)
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error:") and err.count("\n") == 1 and needle in err, err

@@ -1,4 +1,4 @@
-"""``train`` / ``protein train``: the run folder is checked before any data is read; a used one
+"""``train`` / ``protein train``: the run folder is checked before any data is read; one holding a run
 needs --resume (continue) or --overwrite (start again), so a finished run is never replaced
 silently; an unusable one is a one-line error."""
 
@@ -26,6 +26,7 @@ def small_csv(tmp_path, data_dir, monkeypatch):
 
 
 def _refused(capsys, argv, needle):
+    capsys.readouterr()  # what earlier commands printed
     rc = main(argv)
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and needle in err, err
@@ -70,3 +71,8 @@ def test_check_run_dir_overwrite_removes_only_the_run_files(tmp_path):
     check_run_dir(tmp_path, overwrite=True)
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
     assert not (tmp_path / "a" / "b").exists() and check_run_dir(tmp_path / "a" / "b")
+
+
+def test_other_files_do_not_make_a_run_folder_used(tmp_path):
+    (tmp_path / "train.out").write_text("stdout of the run, captured by a script")
+    assert check_run_dir(tmp_path) == tmp_path and (tmp_path / "train.out").exists()
