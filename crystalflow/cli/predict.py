@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from crystalflow.cli._checks import nonnegative_int, probability, positive_float, positive_int
 
