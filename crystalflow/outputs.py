@@ -36,6 +36,8 @@ from crystalflow.errors import InputError
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
+    from crystalflow.checks import StructureCheck
+
 __all__ = ["CHECKED_COLUMNS", "MANIFEST", "RUN_FILES", "SUMMARY_COLUMNS", "check_run_dir",
            "output_name", "prepare_output_dir", "prepare_output_file", "record_outputs",
            "safe_stems", "warn_failed_checks", "write_checked", "write_ranked", "write_samples",
@@ -264,7 +266,8 @@ def output_name(stem: str, rank: int, num_outputs: int) -> str:
     return f"{stem}.cif" if num_outputs == 1 else f"{stem}_{rank}.cif"
 
 
-def _structure_columns(stem: str, rank: int, name: str, structure, check) -> dict:
+def _structure_columns(stem: str, rank: int, name: str, structure: Structure,
+                       check: StructureCheck) -> dict:
     """The summary columns every written structure has: where it is and how it was checked."""
     return {"id": stem, "rank": rank, "file": name,
             "formula": structure.composition.formula.replace(" ", ""),
