@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from crystalflow.checkpoint import Checkpoint
 from crystalflow.crystals.batch import CrystalBatch
+from crystalflow.flow_checkpoints import TaskFlow, rebuild_flow
 from crystalflow.losses import LossOutput, cfm_loss
 from crystalflow.manifolds import Euclidean, FlatTorus, LatticeChart
 from crystalflow.models import Conditions
@@ -40,7 +42,7 @@ def conditions_of(batch: CrystalBatch) -> Conditions:
     return Conditions(atom_types=batch.atom_types, batch=batch.batch, num_atoms=batch.num_atoms)
 
 
-class CSPFlow:
+class CSPFlow(TaskFlow):
     """Flow matching for CSP over ``frac`` (torus) and ``lattice`` (chart) fields.
 
     Args:
@@ -49,6 +51,7 @@ class CSPFlow:
         config: loss weights and sampling defaults.
     """
 
+    task = "csp"
     manifolds = {"frac": FlatTorus(3), "lattice": Euclidean(6)}
 
     def __init__(self, model: nn.Module, chart: LatticeChart, config: CSPConfig = CSPConfig()) -> None:
@@ -58,6 +61,12 @@ class CSPFlow:
         self.path = ProductPath({k: GeodesicPath(m) for k, m in self.manifolds.items()})
         if hasattr(model, "use_chart"):  # networks that rebuild the Cartesian lattice need the chart
             model.use_chart(chart)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint, device: str | torch.device = "cpu") -> "CSPFlow":
+        """Rebuild the flow with the checkpoint's (EMA) weights, loaded strictly."""
+        return rebuild_flow(ckpt, cls.task, device, lambda model: cls(
+            model, LatticeChart.from_state_dict(ckpt.stats["lattice_chart"]), CSPConfig(**ckpt.task_config)))
 
     def prior(self, cond: Conditions, dtype: torch.dtype = torch.float32,
               generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:

@@ -31,9 +31,11 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from crystalflow.checkpoint import Checkpoint
 from crystalflow.crystals.batch import CrystalBatch
 from crystalflow.crystals.crystal import MAX_ATOMIC_NUM
 from crystalflow.errors import InputError
+from crystalflow.flow_checkpoints import TaskFlow, rebuild_flow
 from crystalflow.losses import LossOutput, discrete_loss, weighted_total
 from crystalflow.manifolds import LatticeChart
 from crystalflow.models.dngnet import MASK_TOKEN
@@ -160,7 +162,7 @@ class SkeletonDistribution:
         return [self.skeletons[i] for i in idx.tolist()]
 
 
-class DNGFlow:
+class DNGFlow(TaskFlow):
     """Joint flow over Wyckoff parameters, lattice and per-orbit atom types.
 
     Args:
@@ -169,13 +171,17 @@ class DNGFlow:
             (:func:`~crystalflow.symmetry.family_lattice_chart`).
         allowed: ``[NUM_TYPES]`` bool, the atom types the model may generate (mask excluded).
         config: :class:`DNGConfig`.
+        skeletons: the training set's skeleton distribution (set from a checkpoint), if known.
     """
 
+    task = "dng"
+
     def __init__(self, model: nn.Module, chart: LatticeChart, allowed: torch.Tensor,
-                 config: DNGConfig = DNGConfig()) -> None:
+                 config: DNGConfig = DNGConfig(), skeletons: SkeletonDistribution | None = None) -> None:
         self.model = model
         self.chart = chart
         self.config = config
+        self.skeletons = skeletons
         allowed = allowed.bool().clone()
         allowed[MASK_TOKEN] = False
         if config.source == "mask":
@@ -192,6 +198,13 @@ class DNGFlow:
     @property
     def allowed(self) -> torch.Tensor:
         return self.type_path.allowed
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint, device: str | torch.device = "cpu") -> "DNGFlow":
+        """Rebuild the flow (EMA weights, loaded strictly) with its skeleton distribution."""
+        return rebuild_flow(ckpt, cls.task, device, lambda model: cls(
+            model, LatticeChart.from_state_dict(ckpt.stats["lattice_chart"]), allowed_from_stats(ckpt.stats),
+            DNGConfig(**ckpt.task_config), SkeletonDistribution.from_state_dict(ckpt.stats["skeletons"])))
 
     # -- the symmetrised network ----------------------------------------------------------------
 

@@ -41,7 +41,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from crystalflow.checkpoint import Checkpoint
 from crystalflow.crystals.batch import CrystalBatch
+from crystalflow.flow_checkpoints import TaskFlow, rebuild_flow
 from crystalflow.losses import LossOutput, cfm_loss
 from crystalflow.manifolds import Euclidean, FlatTorus, LatticeChart
 from crystalflow.models.sgnet import SGConditions
@@ -92,7 +94,7 @@ def sg_conditions(atom_types: torch.Tensor, sym: SymmetryBatch) -> SGConditions:
                         symmetry=sym)
 
 
-class SGCSPFlow:
+class SGCSPFlow(TaskFlow):
     """Flow matching for CSP conditioned on a space group and a Wyckoff template.
 
     Args:
@@ -102,6 +104,7 @@ class SGCSPFlow:
         config: loss weights and sampling defaults.
     """
 
+    task = "sgcsp"
     manifolds = {"frac": FlatTorus(3), "lattice": Euclidean(6)}
 
     def __init__(self, model: nn.Module, chart: LatticeChart, config: SGCSPConfig = SGCSPConfig()) -> None:
@@ -109,6 +112,12 @@ class SGCSPFlow:
         self.chart = chart
         self.config = config
         self.lattice_path = GeodesicPath(self.manifolds["lattice"])
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint, device: str | torch.device = "cpu") -> "SGCSPFlow":
+        """Rebuild the flow with the checkpoint's (EMA) weights, loaded strictly."""
+        return rebuild_flow(ckpt, cls.task, device, lambda model: cls(
+            model, LatticeChart.from_state_dict(ckpt.stats["lattice_chart"]), SGCSPConfig(**ckpt.task_config)))
 
     # -- constrained fields ---------------------------------------------------------------------
 

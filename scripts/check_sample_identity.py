@@ -87,7 +87,8 @@ def sgcsp_records(name: str, templates: list[WyckoffTemplate]) -> Record:
 
 def dng_records() -> Record:
     """DNG samples (default steps and 20 steps, an element restriction) and the loss."""
-    (flow, dist), _ = load_pretrained(task="dng")
+    loaded, _ = load_pretrained(task="dng")
+    flow, dist = loaded if isinstance(loaded, tuple) else (loaded, loaded.skeletons)  # older: (flow, dist)
     skeletons = dist.sample(6, _gen(0))
     rec: Record = {}
     base = flow.sample(skeletons, generator=_gen(1))

@@ -10,7 +10,7 @@ import torch
 from crystalflow.checkpoint import Checkpoint, load_checkpoint
 from crystalflow.errors import CheckpointError
 from crystalflow.models.framenet import FrameNet, FrameNetConfig
-from crystalflow.pretrained import BUNDLED_DIR, DEFAULTS, make_flow_checkpoint, resolve_checkpoint
+from crystalflow.flow_checkpoints import BUNDLED_DIR, DEFAULTS, make_flow_checkpoint, resolve_checkpoint
 from crystalflow.proteins.flow import BackboneFlow, BackboneFlowConfig
 
 __all__ = ["BUNDLED_DIR", "DEFAULT_CHECKPOINT", "MODEL_NAME", "load_protein_flow", "make_protein_checkpoint",

@@ -17,7 +17,8 @@ def test_bundled_dng_checkpoint_generates_fm3m():
 
     ck = load_checkpoint(PATH)
     assert ck.task == "dng" and ck.stats["dataset"] == "mp_20" and ck.train_state is None
-    (flow, dist), _ = load_pretrained(task="dng")
+    flow, _ = load_pretrained(task="dng")
+    dist = flow.skeletons
     assert 225 in {s.space_group for s in dist.skeletons}
     crystals = crystalflow.generate(225, 8, steps=20, seed=0)
     groups = [symmetry_info(c.to_structure()).spacegroup for c in crystals]

@@ -63,7 +63,7 @@ def test_bundled_sgcsp_samples_are_pinned(key, one_thread):
 
 
 def test_bundled_dng_sample_is_pinned(one_thread):
-    (flow, _), _ = load_pretrained(task="dng")
+    flow, _ = load_pretrained(task="dng")
     skeletons = [Skeleton(225, ("a", "b")), Skeleton(62, ("c", "c", "d"))]
     out = flow.sample(skeletons, steps=4, generator=torch.Generator().manual_seed(0))
     reps, types = _representatives(out)
