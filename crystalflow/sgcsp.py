@@ -111,6 +111,8 @@ class SGCSPFlow(TaskFlow):
         self.model = model
         self.chart = chart
         self.config = config
+        self.frac_path = WyckoffPath()  # drift-free: the training targets
+        self.start_path = WyckoffPath(drift_free=False)  # ends on the given crystal: template starts
         self.lattice_path = GeodesicPath(self.manifolds["lattice"])
 
     @classmethod
@@ -151,7 +153,7 @@ class SGCSPFlow(TaskFlow):
             u1 = aligned_orbit_parameters(batch.frac.double(), x0["u"], sym)
         else:
             u1 = orbit_parameters(batch.frac.double().index_select(0, orbit_first_atom(sym)), sym)
-        frac = WyckoffPath().sample(x0["u"], u1, t, sym)
+        frac = self.frac_path.sample(x0["u"], u1, t, sym)
         lat = self.lattice_path.sample(x0["lattice"].double(), self.chart.to_z(batch.lattice.double()), t.double())
         x_t = {"frac": frac.x_t.to(dtype), "lattice": lat.x_t.to(dtype)}
         return x_t, {"frac": frac.dx_t.to(dtype), "lattice": lat.dx_t.to(dtype)}
@@ -177,7 +179,7 @@ class SGCSPFlow(TaskFlow):
         parameters ``u0 + t wrap(u1 - u0)`` (no drift removed: at ``t = 1`` the start itself),
         chart ``z0 + t (z1 - z0)``, both projected."""
         u1 = orbit_parameters(start["representatives"].to(sym.orbit_basis), sym)
-        frac = WyckoffPath(drift_free=False).sample(x0["u"], u1, t, sym).x_t
+        frac = self.start_path.sample(x0["u"], u1, t, sym).x_t
         z1 = self.chart.to_z(start["lattice"].to(torch.float64).to(x0["lattice"].device))
         z0 = x0["lattice"].double()
         z = self.project_lattice_z(z0 + t * (z1 - z0), sym)
