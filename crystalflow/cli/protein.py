@@ -163,11 +163,16 @@ def run_generate(args: argparse.Namespace) -> int:
 def _register_evaluate(psub: argparse._SubParsersAction) -> None:
     p = psub.add_parser("evaluate", help="backbone metrics of PDB files (optionally vs a reference)",
                         description="CA-CA distances, clashes, radius of gyration, P-SEA secondary "
-                                    "structure and pairwise TM-score diversity of the chains in DIR.")
+                                    "structure, Ramachandran regions, pairwise TM-score diversity "
+                                    "and (optionally) novelty of the chains in DIR.")
     p.add_argument("pdb_dir", help="directory of PDB / mmCIF files (gzip too)")
     p.add_argument("--reference", default=None, help="directory of reference structures")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     p.add_argument("--max-tm-pairs", type=nonnegative_int, default=2000, help="cap on TM-align pairs per set")
+    p.add_argument("--novelty-refs", type=nonnegative_int, default=0,
+                   help="novelty: highest TM-score of each chain against this many random training "
+                        "segments (db55_unbound, from --data-dir or $CRYSTALFLOW_DATA); 0: skip")
+    p.add_argument("--data-dir", default=None, help="data root holding proteins/ (for --novelty-refs)")
     p.add_argument("--split-sample-breaks", action="store_true",
                    help="also cut the chains of PDB_DIR at long C-N bonds (for experimental "
                         "structures; by default generated chains are evaluated whole, while "
@@ -183,7 +188,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.json:  # a writable place, checked before the metrics are computed
         prepare_output_file(args.json, overwrite=True, option="--json")
     samples = read_chains(args.pdb_dir, split_breaks=args.split_sample_breaks)
-    result = {"samples": backbone_metrics(samples, max_tm_pairs=args.max_tm_pairs).to_dict()}
+    refs = None
+    if args.novelty_refs:
+        from crystalflow.proteins.dataset import SPLITS, read_segments, resolve_protein_dir
+        from crystalflow.proteins.metrics import subsample_references
+
+        train = read_segments(resolve_protein_dir(args.data_dir) / SPLITS["train"])
+        refs = subsample_references([train.segment(i) for i in range(train.num_segments)],
+                                    args.novelty_refs)
+    result = {"samples": backbone_metrics(samples, max_tm_pairs=args.max_tm_pairs,
+                                          novelty_refs=refs).to_dict()}
     if args.reference:
         ref = backbone_metrics(read_chains(args.reference), max_tm_pairs=args.max_tm_pairs)
         result["reference"] = ref.to_dict()

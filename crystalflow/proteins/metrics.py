@@ -9,7 +9,12 @@ Per set of chains (CA positions are enough for all of them):
   proteins of length L (Skolnick et al. 2005);
 * secondary structure fractions from P-SEA (CA only; biotite's ``annotate_sse``);
 * diversity: mean pairwise TM-score between chains of the set (TM-align through ``tmtools``;
-  lower is more diverse). Missing ``tmtools`` makes it NaN rather than failing.
+  lower is more diverse). Missing ``tmtools`` makes it NaN rather than failing;
+* Ramachandran favoured / allowed fractions of the (phi, psi) pairs (needs N, CA, C; NaN for CA
+  traces), see :mod:`crystalflow.proteins.ramachandran`;
+* novelty (optional, given reference chains such as the training segments): for each chain the
+  highest TM-score against the references, normalised by the chain's own length; reported as
+  the mean over chains (lower = more novel).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 import torch
 
 from crystalflow.errors import DataError, InputError
+from crystalflow.proteins.ramachandran import ramachandran_fractions
 
 CA_CA_RANGE = (3.6, 4.0)
 CLASH_DISTANCE = 3.0
@@ -105,6 +111,37 @@ def pairwise_tm(cas: Sequence[np.ndarray], max_pairs: int = 2000, seed: int = 0)
     return float(np.mean([tm_score(cas[i], cas[j]) for i, j in pairs]))
 
 
+def max_tm_to_references(ca: np.ndarray, refs: Sequence[np.ndarray]) -> float:
+    """Highest TM-score of CA trace ``ca [L, 3]`` against each of ``refs`` (``[L_k, 3]``),
+    normalised by ``L`` (TM-align); NaN without tmtools or references."""
+    try:
+        import tmtools
+    except ImportError:
+        return float("nan")
+    best = float("nan")
+    for r in refs:
+        res = tmtools.tm_align(ca.astype(np.float64), r.astype(np.float64), "G" * len(ca), "G" * len(r))
+        best = float(res.tm_norm_chain1) if math.isnan(best) else max(best, float(res.tm_norm_chain1))
+    return best
+
+
+def novelty_tm(chains: Sequence[torch.Tensor], refs: Sequence[torch.Tensor]) -> float:
+    """Mean over ``chains`` of the highest TM-score against ``refs`` (:func:`max_tm_to_references`);
+    lower = more novel. Chains / refs: ``[L, 4, 3]`` backbones or ``[L, 3]`` CA traces."""
+    ref_cas = [_ca(r) for r in refs]
+    if not chains or not ref_cas:
+        return float("nan")
+    return float(np.mean([max_tm_to_references(_ca(c), ref_cas) for c in chains]))
+
+
+def subsample_references(segments: Sequence[torch.Tensor], num: int, min_length: int = 1,
+                         seed: int = 0) -> list[torch.Tensor]:
+    """``num`` random segments (whole, at least ``min_length`` residues), for a CPU-sized
+    novelty search; all of them when there are fewer."""
+    pool = [s for s in segments if s.shape[0] >= min_length]
+    return pool if len(pool) <= num else random.Random(seed).sample(pool, num)
+
+
 @dataclass(frozen=True)
 class BackboneMetrics:
     """Summary statistics of a set of backbones (means over chains unless said otherwise).
@@ -114,7 +151,9 @@ class BackboneMetrics:
         ca_ca_mean / ca_ca_std / ca_ca_in_range: over all consecutive pairs of all chains;
         clash_chains: fraction of chains with a clash; clashes_per_100: per 100 residues;
         rg / rg_ratio: radius of gyration (A) and its ratio to ``2.2 L^0.38``;
-        helix / strand / coil: P-SEA fractions; pairwise_tm: mean pairwise TM-score.
+        helix / strand / coil: P-SEA fractions; pairwise_tm: mean pairwise TM-score;
+        rama_favoured / rama_allowed: Ramachandran region fractions (NaN for CA-only chains);
+        novelty_tm: mean highest TM-score against reference chains (NaN without references).
     """
 
     chains: int
@@ -130,13 +169,20 @@ class BackboneMetrics:
     strand: float
     coil: float
     pairwise_tm: float
+    rama_favoured: float = float("nan")
+    rama_allowed: float = float("nan")
+    novelty_tm: float = float("nan")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def backbone_metrics(chains: Sequence[torch.Tensor], max_tm_pairs: int = 2000) -> BackboneMetrics:
+def backbone_metrics(chains: Sequence[torch.Tensor], max_tm_pairs: int = 2000,
+                     novelty_refs: Sequence[torch.Tensor] | None = None) -> BackboneMetrics:
     """Metrics of ``[L, 4, 3]`` backbones or ``[L, 3]`` CA traces (each one continuous chain).
+
+    ``novelty_refs``: reference chains (e.g. training segments, see
+    :func:`subsample_references`) for ``novelty_tm``.
 
     Raises:
         InputError: no chains, or a chain shorter than 3 residues or with non-finite CA.
@@ -153,13 +199,16 @@ def backbone_metrics(chains: Sequence[torch.Tensor], max_tm_pairs: int = 2000) -
     rg = np.array([radius_of_gyration(ca) for ca in cas])
     sse = np.array([sse_fractions(ca) for ca in cas])
     lo, hi = CA_CA_RANGE
+    full = all(c.ndim == 3 and c.shape[1] >= 3 for c in chains)
+    fav, allowed = ramachandran_fractions(chains) if full else (float("nan"), float("nan"))
     return BackboneMetrics(
         chains=len(cas), mean_length=float(lengths.mean()), ca_ca_mean=float(d.mean()),
         ca_ca_std=float(d.std()), ca_ca_in_range=float(((d >= lo) & (d <= hi)).mean()),
         clash_chains=float((clashes > 0).mean()), clashes_per_100=float(100 * clashes.sum() / lengths.sum()),
         rg=float(rg.mean()), rg_ratio=float(np.mean(rg / np.array([compact_rg(n) for n in lengths]))),
         helix=float(sse[:, 0].mean()), strand=float(sse[:, 1].mean()), coil=float(sse[:, 2].mean()),
-        pairwise_tm=pairwise_tm(cas, max_tm_pairs),
+        pairwise_tm=pairwise_tm(cas, max_tm_pairs), rama_favoured=fav, rama_allowed=allowed,
+        novelty_tm=novelty_tm(chains, novelty_refs) if novelty_refs else float("nan"),
     )
 
 
@@ -230,6 +279,9 @@ _ROWS = [
     ("rg_ratio", "Rg / (2.2 L^0.38)", "{:.3f}"), ("helix", "helix (P-SEA)", "{:.3f}"),
     ("strand", "strand (P-SEA)", "{:.3f}"), ("coil", "coil (P-SEA)", "{:.3f}"),
     ("pairwise_tm", "pairwise TM (diversity, lower = more diverse)", "{:.3f}"),
+    ("rama_favoured", "Ramachandran favoured", "{:.3f}"),
+    ("rama_allowed", "Ramachandran allowed", "{:.3f}"),
+    ("novelty_tm", "max TM to training (novelty, lower = more novel)", "{:.3f}"),
 ]
 
 

@@ -128,3 +128,23 @@ def test_bundled_checkpoint_meets_the_ca_ca_target(tmp_path, capsys):
     ca = torch.cat([read_backbones(p)[0].ca[:, None] for p in sorted(tmp_path.glob("*.pdb"))], 1)
     fractions = [ca_ca_in_range(ca[:, i]) for i in range(ca.shape[1])]
     assert sum(fractions) / len(fractions) >= 0.9
+
+
+def test_evaluate_novelty_of_a_training_chain_is_one(real_files, tmp_path, monkeypatch, capsys):
+    """A chain copied from the training data has novelty TM 1 against the training segments, and
+    native chains fall in the Ramachandran allowed region."""
+    from crystalflow.proteins.io import split_segments, write_pdb
+
+    root = tmp_path / "data" / "proteins"
+    for split, f in (("db55_unbound", real_files[0]), ("dips_test", real_files[3])):
+        (root / split).mkdir(parents=True)
+        (root / split / f.name).symlink_to(f)
+    monkeypatch.setenv("CRYSTALFLOW_CACHE", str(tmp_path / "cache"))
+    seg = next(s for ch in read_backbones(real_files[0]) for s in split_segments(ch, 60))
+    write_pdb(tmp_path / "gen" / "copy.pdb", seg.coords[:60])
+    rc = main(["protein", "evaluate", str(tmp_path / "gen"), "--novelty-refs", "5", "--data-dir",
+               str(tmp_path / "data"), "--json", str(tmp_path / "m.json")])
+    assert rc == 0 and "novelty" in capsys.readouterr().out
+    m = json.loads((tmp_path / "m.json").read_text())["samples"]
+    assert m["novelty_tm"] == pytest.approx(1.0, abs=1e-3)
+    assert m["rama_allowed"] >= 0.95
