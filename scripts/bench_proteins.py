@@ -1,9 +1,12 @@
 """Benchmark protein backbone generation against training and held-out chains.
 
-For each length: sample ``--num`` backbones with the checkpoint (timed), then compute the
-metrics of :mod:`crystalflow.proteins.metrics` for the samples, for ``--ref-num`` random
-length-matched crops of the training chains (db55_unbound segments) and of the held-out chains
-(dips_test segments). Prints markdown tables and writes everything to ``--out`` as JSON.
+For each length: sample ``--num`` backbones with the checkpoint (timed) under every combination
+of the given sampler settings (``--steps``, ``--rot-anti-annealing``, ``--clash-guidance``), then
+compute the metrics of :mod:`crystalflow.proteins.metrics` for the samples, for ``--ref-num``
+random length-matched crops of the training chains (db55_unbound segments) and of the held-out
+chains (dips_test segments). Novelty is the highest TM-score against ``--novelty-refs`` random
+whole training segments (0: skipped). Prints markdown tables and writes everything to ``--out``
+as JSON.
 
     OMP_NUM_THREADS=1 python scripts/bench_proteins.py --data-dir ../shared/data \
         --lengths 64 128 --num 16 --out bench_proteins.json
@@ -12,6 +15,7 @@ length-matched crops of the training chains (db55_unbound segments) and of the h
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -23,7 +27,7 @@ def main() -> None:
     from crystalflow.proteins.dataset import SPLITS, read_segments, resolve_protein_dir
     from crystalflow.proteins.generate import generate_backbones
     from crystalflow.proteins.metrics import (
-        backbone_metrics, ca_ca_in_range, format_table, length_matched_crops,
+        backbone_metrics, ca_ca_in_range, format_table, length_matched_crops, subsample_references,
     )
     from crystalflow.proteins.pretrained import load_protein_flow, resolve_protein_checkpoint
 
@@ -33,10 +37,13 @@ def main() -> None:
     ap.add_argument("--lengths", type=int, nargs="+", default=[64, 128])
     ap.add_argument("--num", type=int, default=16, help="samples per length")
     ap.add_argument("--ref-num", type=int, default=50, help="reference crops per length and set")
-    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--steps", type=int, nargs="+", default=[None], help="ODE steps to compare")
     ap.add_argument("--method", default=None)
     ap.add_argument("--rot-anti-annealing", type=float, nargs="+", default=[None],
                     help="one or more slopes to compare (default: the checkpoint's)")
+    ap.add_argument("--clash-guidance", type=int, nargs="+", default=[None],
+                    help="steric-correction iterations per step to compare (0: off)")
+    ap.add_argument("--novelty-refs", type=int, default=0, help="training segments for novelty")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-reference", action="store_true")
@@ -53,35 +60,46 @@ def main() -> None:
     train_info = (ckpt.extra or {}).get("training")
     print(f"checkpoint: {result['checkpoint']} ({result['parameters']:,} parameters)")
     print("training: " + (json.dumps(train_info) if train_info else "not recorded in the checkpoint"))
-    refs = {}
-    if not args.no_reference:
+    refs, novelty = {}, None
+    if not args.no_reference or args.novelty_refs:
         root = resolve_protein_dir(args.data_dir)
         for name, split in (("train (db55)", "train"), ("held-out (dips)", "test")):
             ds = read_segments(root / SPLITS[split], min_length=40)
             refs[name] = [ds.segment(i) for i in range(ds.num_segments)]
+        if args.novelty_refs:
+            novelty = subsample_references(refs["train (db55)"], args.novelty_refs, seed=args.seed + 1)
+        if args.no_reference:
+            refs = {}
     if args.pdb_dir:
         from crystalflow.proteins.io import write_pdb
     for length in args.lengths:
         cols: dict[str, dict] = {}
         timing = {}
-        for slope in args.rot_anti_annealing:
+        grid = list(itertools.product(args.steps, args.rot_anti_annealing, args.clash_guidance))
+        for steps, slope, guide in grid:
             t0 = time.time()
-            chains = generate_backbones(flow, [length] * args.num, steps=args.steps, method=args.method,
+            chains = generate_backbones(flow, [length] * args.num, steps=steps, method=args.method,
                                         rot_anti_annealing=slope, batch_size=args.batch_size,
-                                        seed=args.seed)
+                                        seed=args.seed, clash_guidance=guide)
             secs = time.time() - t0
-            s = flow.config.rot_anti_annealing if slope is None else slope
-            name = f"generated (s={s:g})" if len(args.rot_anti_annealing) > 1 else "generated"
+            cfg = flow.config
+            s = cfg.rot_anti_annealing if slope is None else slope
+            n = cfg.steps if steps is None else steps
+            gd = cfg.clash_guidance if guide is None else guide
+            name = f"generated (n={n}, s={s:g}, g={gd})" if len(grid) > 1 else "generated"
             timing[name] = round(secs / args.num, 2)
-            cols[name] = backbone_metrics(chains).to_dict()
+            cols[name] = backbone_metrics(chains, novelty_refs=novelty).to_dict()
             per_chain = [ca_ca_in_range(c[:, 1]) for c in chains]
             cols[name]["ca_ca_in_range_worst_chain"] = min(per_chain)
             if args.pdb_dir:
                 for i, atoms in enumerate(chains):
-                    write_pdb(Path(args.pdb_dir) / f"{name.split()[0]}_s{s:g}_{length}_{i}.pdb", atoms)
+                    write_pdb(Path(args.pdb_dir) / f"gen_n{n}_s{s:g}_g{gd}_{length}_{i}.pdb", atoms)
         for name, segs in refs.items():
             crops = length_matched_crops(segs, length, args.ref_num, seed=args.seed)
-            cols[name] = backbone_metrics(crops).to_dict()
+            # novelty of training windows against training segments is not informative (their own
+            # segment may be among the references): held-out windows only
+            nov = novelty if "held-out" in name else None
+            cols[name] = backbone_metrics(crops, novelty_refs=nov).to_dict()
         result["lengths"][str(length)] = {"metrics": cols, "seconds_per_sample": timing}
         print(f"\n### length {length}  (sampling: {timing} s/sample, 1 CPU thread)\n")
         print(format_table(cols))

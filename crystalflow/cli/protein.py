@@ -68,6 +68,11 @@ def _register_train(psub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--overwrite", action="store_true",
                    help="start again in a used OUT (its last.pt, best.pt and log.csv are replaced)")
+    p.add_argument("--init-from", default=None,
+                   help="start from a protein checkpoint's weights and network size (path or bundled "
+                        "name); optimizer and schedule start fresh")
+    p.add_argument("--aux-pred-pairs", action="store_true",
+                   help="the auxiliary distance loss also covers pairs close in the prediction")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_train)
 
@@ -78,7 +83,7 @@ def run_train(args: argparse.Namespace) -> int:
     from crystalflow.cli.train import finish
     from crystalflow.models.framenet import FrameNetConfig
     from crystalflow.proteins.flow import BackboneFlowConfig
-    from crystalflow.proteins.train import build_setup, checkpoint_maker, heldout_score
+    from crystalflow.proteins.train import build_setup, checkpoint_maker, heldout_score, init_checkpoint
     from crystalflow.outputs import check_run_dir
     from crystalflow.training import TrainConfig, train
 
@@ -86,15 +91,18 @@ def run_train(args: argparse.Namespace) -> int:
     _threads(args)
     torch.manual_seed(args.seed)
     progress = not args.no_progress
+    init = init_checkpoint(args.init_from)
     setup = build_setup(
         args.data_dir, FrameNetConfig(hidden=args.hidden, pair=args.pair, layers=args.layers,
                                        frame_updates=args.frame_updates),
         BackboneFlowConfig(rot_weight=args.rot_weight, aux_weight=args.aux_weight,
                            aux_t_min=args.aux_t_min, align_prior=not args.no_align_prior,
                            min_scale=args.min_scale, t_late_fraction=args.t_late_fraction,
-                           t_late_min=args.t_late_min),
-        crop=args.crop, stride=args.stride, min_length=args.min_length, progress=progress,
+                           t_late_min=args.t_late_min, aux_pred_pairs=args.aux_pred_pairs),
+        crop=args.crop, stride=args.stride, min_length=args.min_length, progress=progress, init=init,
     )
+    if init is not None:
+        setup.stats["init_from"] = str(args.init_from)
     cfg = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
                       warmup_steps=args.warmup_steps, ema_decay=args.ema_decay,
                       val_every=args.val_every, seed=args.seed, max_minutes=args.max_minutes)

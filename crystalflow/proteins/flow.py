@@ -33,6 +33,7 @@ from crystalflow.manifolds.so3 import SO3, so3_exp
 from crystalflow.paths import GeodesicPath, ProductPath
 from crystalflow.proteins.dataset import BackboneBatch
 from crystalflow.proteins.frames import atoms_from_frames, centre, kabsch_rotation
+from crystalflow.proteins.guidance import relax_clashes
 from crystalflow.solvers import integrate
 
 
@@ -50,8 +51,14 @@ class BackboneFlowConfig:
         align_prior: Kabsch-align prior translations (and rotations) to the data.
         aux_weight / aux_t_min / aux_cutoff: auxiliary atom loss weight, the time above which it
             applies and the distance cutoff (Angstrom) of its pairwise-distance term.
+        aux_pred_pairs: the pairwise-distance term also covers atom pairs that are within the
+            cutoff in the prediction (not only in the data), so predicted clashes between atoms
+            that are far apart in the data are penalised too.
         steps / method / rot_anti_annealing: sampling defaults (the last scales the rotation
             velocity by ``1 + s t``, see :func:`crystalflow.solvers.anneal`).
+        clash_guidance / clash_guidance_t_min: sampling: gradient steps of
+            :func:`~crystalflow.proteins.guidance.relax_clashes` on the predicted clean CA
+            positions at every step with ``t >= clash_guidance_t_min`` (0: off).
         min_length / max_length: supported chain lengths for sampling.
     """
 
@@ -63,11 +70,14 @@ class BackboneFlowConfig:
     aux_weight: float = 0.0
     aux_t_min: float = 0.75
     aux_cutoff: float = 6.0
+    aux_pred_pairs: bool = False
     t_late_fraction: float = 0.0
     t_late_min: float = 0.8
     steps: int = 100
     method: str = "euler"
     rot_anti_annealing: float = 0.0
+    clash_guidance: int = 0
+    clash_guidance_t_min: float = 0.5
     min_length: int = 16
     max_length: int = 256
 
@@ -139,10 +149,19 @@ class BackboneFlow:
         x1_hat = {"rots": x["rots"] @ so3_exp(out.rot), "trans": x["trans"] + d_trans}
         return {"rots": out.rot, "trans": d_trans}, x1_hat
 
-    def velocity(self, x: dict[str, torch.Tensor], t: torch.Tensor,
-                 mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``log_{x_t}(x1_hat) / (1 - t)`` per field; ``t`` ``[B]`` below 1."""
-        upd, _ = self.predict(x, t, mask)
+    def velocity(self, x: dict[str, torch.Tensor], t: torch.Tensor, mask: torch.Tensor,
+                 clash_guidance: int = 0) -> dict[str, torch.Tensor]:
+        """``log_{x_t}(x1_hat) / (1 - t)`` per field; ``t`` ``[B]`` below 1.
+
+        With ``clash_guidance`` > 0 (and ``t >= clash_guidance_t_min``) the predicted clean CA
+        positions are first relaxed by that many steps of
+        :func:`~crystalflow.proteins.guidance.relax_clashes`.
+        """
+        upd, x1_hat = self.predict(x, t, mask)
+        if clash_guidance > 0 and float(t.min()) >= self.config.clash_guidance_t_min:
+            s = self.config.trans_scale
+            fixed = relax_clashes(x1_hat["trans"] * s, mask, clash_guidance) / s
+            upd = {"rots": upd["rots"], "trans": centre(fixed - x["trans"], mask)}
         scale = 1.0 / (1.0 - t).clamp_min(1e-4)
         return {k: u * scale[:, None, None] for k, u in upd.items()}
 
@@ -193,6 +212,10 @@ class BackboneFlow:
                  mask: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Backbone-atom MSE plus local pairwise-distance MSE (nm^2) for ``t > aux_t_min``.
 
+        Pairs enter the distance term when they are within ``aux_cutoff`` in the data (FrameDiff's
+        2D loss) or, with ``aux_pred_pairs``, in the prediction. ``x1_hat`` / ``x1``: ``rots
+        [B, L, 3, 3]``, ``trans [B, L, 3]`` (nm); ``mask [B, L]``; ``t [B]``; returns a scalar.
+
         Like the velocity loss, each chain's term is weighted by ``1 / max(1 - t, min_scale)^2``
         (FrameFlow scales its auxiliary losses the same way), so it acts where the velocity
         ``(x1_hat - x_t) / (1 - t)`` is most sensitive to errors of ``x1_hat``.
@@ -209,7 +232,10 @@ class BackboneFlow:
         pa, ta = pa.reshape(b, -1, 3), ta.reshape(b, -1, 3)
         am = m.repeat_interleave(4, dim=1)
         pd, td = torch.cdist(pa, pa), torch.cdist(ta, ta)
-        pm = am[:, :, None] * am[:, None, :] * (td < cfg.aux_cutoff / cfg.trans_scale).to(t.dtype)
+        near = td < cfg.aux_cutoff / cfg.trans_scale
+        if cfg.aux_pred_pairs:
+            near = near | (pd.detach() < cfg.aux_cutoff / cfg.trans_scale)
+        pm = am[:, :, None] * am[:, None, :] * near.to(t.dtype)
         dist_se = ((pd - td).pow(2) * pm).sum((-1, -2)) / pm.sum((-1, -2)).clamp_min(1)
         return ((atom_se + dist_se) * late).mean()
 
@@ -217,8 +243,11 @@ class BackboneFlow:
     @torch.no_grad()
     def sample(self, lengths: list[int], *, steps: int | None = None, method: str | None = None,
                rot_anti_annealing: float | None = None, generator: torch.Generator | None = None,
-               dtype: torch.dtype = torch.float32) -> Frames:
+               dtype: torch.dtype = torch.float32, clash_guidance: int | None = None) -> Frames:
         """Integrate the learned flow from the prior for chains of the given lengths.
+
+        ``steps``, ``method``, ``rot_anti_annealing`` and ``clash_guidance`` default to the
+        config's.
 
         Returns:
             :class:`Frames` with translations in nm (multiply by ``trans_scale`` for Angstrom).
@@ -233,9 +262,10 @@ class BackboneFlow:
         mask = torch.arange(n, device=device)[None, :] < torch.tensor(lengths, device=device)[:, None]
         x0 = self.prior(mask, dtype, generator)
         slope = cfg.rot_anti_annealing if rot_anti_annealing is None else rot_anti_annealing
+        guide = cfg.clash_guidance if clash_guidance is None else clash_guidance
 
         def velocity(x: dict[str, torch.Tensor], t: torch.Tensor) -> dict[str, torch.Tensor]:
-            return self.velocity(x, t.expand(len(lengths)), mask)
+            return self.velocity(x, t.expand(len(lengths)), mask, guide)
 
         x1 = integrate(velocity, x0, self.manifolds, steps or cfg.steps, method or cfg.method,
                        anti_annealing={"rots": slope} if slope else None, time_dtype=dtype)

@@ -130,6 +130,27 @@ def test_bundled_checkpoint_meets_the_ca_ca_target(tmp_path, capsys):
     assert sum(fractions) / len(fractions) >= 0.9
 
 
+def test_train_init_from_starts_at_the_checkpoint_weights(real_files, tiny_checkpoint, tmp_path,
+                                                           monkeypatch):
+    """With --init-from and lr 0 the run's weights are the start checkpoint's (its network size
+    wins over --hidden), and stats record where it started."""
+    root = tmp_path / "data" / "proteins"
+    for split, f in (("db55_unbound", real_files[0]), ("dips_test", real_files[3])):
+        (root / split).mkdir(parents=True)
+        (root / split / f.name).symlink_to(f)
+    monkeypatch.setenv("CRYSTALFLOW_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    rc = main(["protein", "train", "--data-dir", str(tmp_path / "data"), "--out", str(out),
+               "--init-from", str(tiny_checkpoint), "--hidden", "16", "--crop", "48", "--stride", "48",
+               "--max-steps", "1", "--batch-size", "2", "--lr", "0", "--val-every", "1",
+               "--val-size", "2", "--aux-pred-pairs", "--no-progress"])
+    assert rc == 0
+    start, run = load_checkpoint(tiny_checkpoint), load_checkpoint(out / "last.pt")
+    assert run.model_config == start.model_config and run.stats["init_from"] == str(tiny_checkpoint)
+    assert run.task_config["aux_pred_pairs"] is True
+    assert all(torch.equal(run.weights[k], v) for k, v in start.weights.items())
+
+
 def test_evaluate_novelty_of_a_training_chain_is_one(real_files, tmp_path, monkeypatch, capsys):
     """A chain copied from the training data has novelty TM 1 against the training segments, and
     native chains fall in the Ramachandran allowed region."""
