@@ -169,3 +169,10 @@ def test_evaluate_novelty_of_a_training_chain_is_one(real_files, tmp_path, monke
     m = json.loads((tmp_path / "m.json").read_text())["samples"]
     assert m["novelty_tm"] == pytest.approx(1.0, abs=1e-3)
     assert m["rama_allowed"] >= 0.95
+
+
+def test_generate_with_clash_guidance(tiny_checkpoint, tmp_path, capsys):
+    rc = main(["protein", "generate", "--checkpoint", str(tiny_checkpoint), "--length", "20",
+               "--num", "1", "--out", str(tmp_path / "g"), "--steps", "3", "--clash-guidance", "2"])
+    assert rc == 0 and len(list((tmp_path / "g").glob("*.pdb"))) == 1
+    capsys.readouterr()
