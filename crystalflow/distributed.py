@@ -80,6 +80,11 @@ def setup(device: str | torch.device | None = None) -> DistInfo:
     return DistInfo(rank=rank, local_rank=local, world_size=world, device=dev)
 
 
+def group_started() -> bool:
+    """True when a process group exists already (started by a caller or an earlier :func:`setup`)."""
+    return dist.is_available() and dist.is_initialized()
+
+
 def cleanup() -> None:
     """Destroy the process group (if any). Unreferenced ``DistributedDataParallel`` wrappers
     (e.g. kept alive only by closures of a finished training loop) are collected first: a gloo

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from crystalflow.checkpoint import Checkpoint, load_checkpoint
+from crystalflow.crystal_training import CSP_TRAINING, DNG_TRAINING, SGCSP_TRAINING
 from crystalflow.csp import CSPFlow
 from crystalflow.dng import DNGFlow, SkeletonDistribution
 from crystalflow.errors import InputError
@@ -31,6 +32,7 @@ from crystalflow.flow_checkpoints import (
 )
 from crystalflow.proteins.pretrained import make_protein_checkpoint, protein_flow_from_checkpoint
 from crystalflow.sgcsp import SGCSPFlow
+from crystalflow.task_training import TrainingSpec
 
 __all__ = [
     "BUNDLED_DIR", "DEFAULTS", "TASKS", "Task", "bundled_checkpoint", "checkpoint_config_errors",
@@ -49,12 +51,16 @@ class Task:
         description: one line for listings and error messages.
         from_checkpoint: ``(checkpoint, device) -> flow`` with the (EMA) weights loaded strictly.
         to_checkpoint: ``(flow, model_name, stats, weights, train_state) -> Checkpoint``.
+        training: how the task loads its data, builds its flow and validates
+            (:class:`~crystalflow.task_training.TrainingSpec`, run by
+            :func:`~crystalflow.task_training.train_task`).
     """
 
     name: str
     description: str
     from_checkpoint: Callable[[Checkpoint, str | torch.device], Any]
     to_checkpoint: Callable[..., Checkpoint]
+    training: TrainingSpec | None = None
 
     @property
     def default_checkpoint(self) -> str:
@@ -70,11 +76,11 @@ def _protein_to_checkpoint(flow, model_name: str, stats: dict, weights: dict,
 #: every task, by name
 TASKS: dict[str, Task] = {
     "csp": Task("csp", "crystal structure prediction in P1 (CSPFlow)", CSPFlow.from_checkpoint,
-                CSPFlow.to_checkpoint),
+                CSPFlow.to_checkpoint, CSP_TRAINING),
     "sgcsp": Task("sgcsp", "structure prediction given space group and Wyckoff template (SGCSPFlow)",
-                  SGCSPFlow.from_checkpoint, SGCSPFlow.to_checkpoint),
+                  SGCSPFlow.from_checkpoint, SGCSPFlow.to_checkpoint, SGCSP_TRAINING),
     "dng": Task("dng", "de-novo generation in a space group (DNGFlow, with .skeletons)",
-                DNGFlow.from_checkpoint, DNGFlow.to_checkpoint),
+                DNGFlow.from_checkpoint, DNGFlow.to_checkpoint, DNG_TRAINING),
     "protein": Task("protein", "protein backbone generation (BackboneFlow)", protein_flow_from_checkpoint,
                     _protein_to_checkpoint),
 }

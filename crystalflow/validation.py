@@ -36,20 +36,22 @@ def csp_validator(flow: CSPFlow, val_set: CrystalDataset, size: int = 200, steps
 
 
 def sgcsp_validator(flow, val_set, size: int = 200, steps: int = 50, seed: int = 0,
-                    batch_size: int = 256) -> Callable[[], float]:
+                    batch_size: int = 256,
+                    device: torch.device | str | None = None) -> Callable[[], float]:
     """Match rate of one space-group conditioned sample per crystal (first ``size`` rows of a
-    :class:`~crystalflow.crystals.symmetric.SymmetricDataset`, their own templates)."""
+    :class:`~crystalflow.crystals.symmetric.SymmetricDataset`, their own templates), sampled on
+    ``device`` (default the CPU)."""
     from crystalflow.metrics.csp import csp_metrics
 
     n = min(size, len(val_set))
     references = [val_set.structure(i) for i in range(n)]
 
     def validate() -> float:
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator(device=device or "cpu").manual_seed(seed)
         preds = []
         for lo in range(0, n, batch_size):
             out = flow.sample(list(val_set.templates[lo:min(n, lo + batch_size)]), steps=steps,
-                              generator=gen)
+                              generator=gen, device=device or "cpu")
             preds.extend([c.to_structure()] for c in out.to_crystals())
         return csp_metrics(preds, references, workers=1, progress=False).match_rate
 

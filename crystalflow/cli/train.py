@@ -1,9 +1,10 @@
-"""``crystalflow train``: fit a CSP flow on a benchmark split or the user's own data.
+"""``crystalflow train``: fit a crystal flow (``--task csp``, ``sgcsp`` or ``dng``).
 
-Data: ``--dataset NAME`` (a benchmark split under ``--data-dir``) or ``--data PATH`` (a folder of
-CIF files or a CSV with a ``cif`` column, split into train / validation with a fixed seed).
-Launched by ``torchrun --nproc_per_node=N -m crystalflow train ...`` it trains data-parallel
-(:mod:`crystalflow.distributed`); rank 0 validates, logs and writes the checkpoints.
+Data: ``--dataset NAME`` (a benchmark split under ``--data-dir``) or, for csp, ``--data PATH`` (a
+folder of CIF files or a CSV with a ``cif`` column, split into train / validation with a fixed
+seed). Every task runs through the shared entry :func:`crystalflow.task_training.train_task`:
+on any ``--device``, and launched by ``torchrun --nproc_per_node=N -m crystalflow train ...``
+data-parallel (:mod:`crystalflow.distributed`); rank 0 validates, logs and writes the checkpoints.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split-seed", type=int, default=0, help="--data: seed of the train/val split")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--task", default="csp", choices=["csp", "sgcsp", "dng"],
-                   help="csp: P1 flow (default); sgcsp: space-group conditioned flow")
+                   help="csp: P1 flow (default); sgcsp: space-group conditioned flow; dng: de-novo "
+                        "generation (validation: held-out loss)")
     p.add_argument("--space-group", action="store_true",
                    help="shorthand for --task sgcsp (condition on space group and Wyckoff template)")
     p.add_argument("--model", default=None, choices=NETWORKS,
@@ -72,144 +74,36 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from crystalflow import distributed
+    """Train the task ``--task`` through the shared entry (:func:`crystalflow.task_training.train_task`)."""
+    from crystalflow.crystal_training import CrystalTrainOptions
+    from crystalflow.errors import InputError
+    from crystalflow.outputs import check_run_dir
+    from crystalflow.pretrained import get_task
+    from crystalflow.task_training import RunSettings, train_task
+    from crystalflow.training import TrainConfig
 
     if args.space_group:
         args.task = "sgcsp"
     if args.task != "csp" and args.data is not None:
-        from crystalflow.errors import InputError
-
         raise InputError("--data trains the P1 CSP flow only (--task csp)")
-    from crystalflow.outputs import check_run_dir
-
     check_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)  # before any data is read
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.task == "dng":
-        return run_dng(args)
-    if distributed.launched_by_torchrun():
-        info = distributed.setup(args.device)
-    else:  # one process: exactly the plain loop, on the requested device (default cpu)
-        info = distributed.DistInfo(device=torch.device(args.device or "cpu"))
-    try:
-        code = (run_sgcsp if args.task == "sgcsp" else run_csp)(args, info)
-    finally:
-        distributed.cleanup()
-    return code
-
-
-def _load_csp_data(args: argparse.Namespace, info, progress: bool):
-    """(train, val, dataset name) from ``--dataset`` or ``--data``; rank 0 parses and caches
-    first, the other processes then read the cache."""
-    from crystalflow import distributed
-    from crystalflow.crystals import load_split
-    from crystalflow.crystals.dataset import load_user_data, split_dataset
-
-    def load():
-        if args.data is not None:
-            parts = split_dataset(load_user_data(args.data, progress=progress),
-                                  val_fraction=args.val_fraction, seed=args.split_seed)
-            return parts["train"], parts["val"], f"user:{args.data}"
-        return (load_split(args.dataset, "train", args.data_dir, progress=progress),
-                load_split(args.dataset, "val", args.data_dir, progress=progress), args.dataset)
-
-    if not info.is_main:
-        distributed.barrier(info)
-    loaded = load()
-    if info.is_main:
-        distributed.barrier(info)
-    return loaded
-
-
-def _init_checkpoint(args: argparse.Namespace, task: str):
-    """The ``--init-from`` checkpoint of ``task`` (or None): the run continues from its (EMA)
-    weights, network name and size, and lattice chart (so the normalisation the weights were
-    trained with is kept)."""
-    if not args.init_from:
-        return None
-    from crystalflow.checkpoint import load_checkpoint
-    from crystalflow.errors import InputError
-    from crystalflow.pretrained import resolve_checkpoint
-
-    ck = load_checkpoint(resolve_checkpoint(args.init_from, task))
-    if ck.task != task:
-        raise InputError(f"--init-from needs a {task} checkpoint, got task {ck.task!r}")
-    if args.model is not None and args.model != ck.model_name:
-        raise InputError(f"--init-from checkpoint holds model {ck.model_name!r}, not --model {args.model}")
-    args.model = ck.model_name
-    from crystalflow.models import check_size_matches
-
-    check_size_matches(ck.model_config, args.hidden, args.layers)  # never ignored silently
-    return ck
-
-
-def _elements_seen(atom_types, init) -> list[int] | None:
-    """Atomic numbers a run trains on, recorded in the checkpoint so that requests for other
-    elements can be refused; with ``--init-from`` the union with the start checkpoint's
-    (``None``, not recorded, when that checkpoint does not record them)."""
-    from crystalflow.composition import trained_elements
-
-    seen = set(atom_types.tolist())
-    if init is not None:
-        before = trained_elements(init.stats)
-        if before is None:
-            return None
-        seen |= before
-    return sorted(seen)
-
-
-def run_csp(args: argparse.Namespace, info) -> int:
-    """Train the P1 CSP flow (one process or one rank of a data-parallel job)."""
-    import torch
-
-    if args.lattice_weight is None:
-        args.lattice_weight = 0.1
-    from crystalflow.csp import CSPConfig, CSPFlow
-    from crystalflow.manifolds import LatticeChart
-    from crystalflow.models import build_model, default_csp_network, default_size
-    from crystalflow.pretrained import make_csp_checkpoint, model_from_checkpoint
-    from crystalflow.training import TrainConfig, train
-    from crystalflow.validation import csp_validator
-
-    init = _init_checkpoint(args, "csp")  # sets args.model from the checkpoint
-    if args.model is None:
-        args.model = default_csp_network(args.dataset)
-    torch.manual_seed(args.seed)
-    progress = not args.no_progress and info.is_main
-    train_set, val_set, name = _load_csp_data(args, info, progress)
-    if init is not None:
-        chart = LatticeChart.from_state_dict(init.stats["lattice_chart"])
-        model = model_from_checkpoint(init, info.device).train()
-    else:
-        chart = LatticeChart.fit(train_set.lattice)
-        model = build_model(args.model, default_size(args.model, args.hidden, args.layers)).to(info.device)
-    flow = CSPFlow(model, chart, CSPConfig(lattice_weight=args.lattice_weight))
-    stats = {"lattice_chart": chart.state_dict(), "max_atoms": int(train_set.num_atoms.max()),
-             "dataset": name, "train_size": len(train_set),
-             "elements": _elements_seen(train_set.atom_types, init)}
-    if init is not None:
-        stats["init_from"] = str(args.init_from)
-        stats["max_atoms"] = max(stats["max_atoms"], int(init.stats.get("max_atoms", 0)))
-    if args.data is not None:
-        stats["val_ids"] = list(val_set.material_ids)
-    cfg = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
-                      val_every=args.val_every, seed=args.seed, max_minutes=args.max_minutes)
-    validate = None
-    if info.is_main and args.val_size > 0:
-        validate = csp_validator(flow, val_set, size=args.val_size, steps=args.val_steps,
-                                 seed=args.seed, device=info.device)
-    result = train(
-        flow, train_set, cfg, args.out,
-        make_checkpoint=lambda w, s: make_csp_checkpoint(flow, args.model, stats, w, s),
-        validate=validate, resume=args.resume, progress=progress, dist_info=info,
-    )
+    options = CrystalTrainOptions(
+        dataset=args.dataset, data=args.data, data_dir=args.data_dir, val_fraction=args.val_fraction,
+        split_seed=args.split_seed, model=args.model, hidden=args.hidden, layers=args.layers,
+        lattice_weight=args.lattice_weight, align_orbits=args.align_orbits, val_size=args.val_size,
+        val_steps=args.val_steps, seed=args.seed, init_from=args.init_from)
+    config = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
+                         val_every=args.val_every, seed=args.seed, max_minutes=args.max_minutes)
+    settings = RunSettings(out=args.out, config=config, device=args.device, threads=args.threads,
+                           resume=args.resume, progress=not args.no_progress)
+    task = get_task(args.task)
+    result, _, info = train_task(task, options, settings)
     if info.is_main:
         print(json.dumps({"steps": result.steps, "seconds": round(result.seconds, 1),
-                          "best_val_match_rate": result.best_score, "last": str(result.last_path),
+                          task.training.score_key: result.best_score, "last": str(result.last_path),
                           "best": str(result.best_path) if result.best_path else None,
-                          "processes": info.world_size, "stopped_by": result.stopped_by}))
+                          "task": args.task, "processes": info.world_size,
+                          "stopped_by": result.stopped_by}))
     return finish(result.stopped_by, result.steps, result.last_path, quiet=not info.is_main)
 
 
@@ -225,118 +119,3 @@ def finish(stopped_by: str | None, steps: int, last, quiet: bool = False) -> int
         print(f"stopped by {stopped_by} at step {steps}; checkpoint {last}; continue with --resume",
               file=sys.stderr)
     return 128 + int(signal.Signals[stopped_by])
-
-
-def run_sgcsp(args: argparse.Namespace, info=None) -> int:
-    """Train the space-group conditioned flow on symmetrised conventional cells."""
-    import torch
-
-    from crystalflow.crystals.dataset import DATASETS, resolve_data_dir
-    from crystalflow.crystals.symmetric import SymmetricDataset, load_symmetric_split
-    from crystalflow.errors import InputError
-    from crystalflow.models import build_model, default_size
-    from crystalflow.pretrained import make_sgcsp_checkpoint
-    from crystalflow.manifolds import LatticeChart
-    from crystalflow.sgcsp import SGCSPConfig, SGCSPFlow
-    from crystalflow.symmetry import family_lattice_chart
-    from crystalflow.training import TrainConfig, train
-    from crystalflow.validation import sgcsp_validator
-
-    model_name = args.model or "sgnet"
-    if model_name != "sgnet":
-        raise InputError("--task sgcsp needs --model sgnet")
-    init = _init_checkpoint(args, "sgcsp")
-    from crystalflow.distributed import DistInfo
-
-    info = info or DistInfo()
-    if info.device.type != "cpu" or info.distributed:
-        raise InputError("--task sgcsp trains in one process on the CPU for now")
-    torch.manual_seed(args.seed)
-    progress = not args.no_progress
-    train_set = load_symmetric_split(args.dataset, "train", args.data_dir, progress=progress)
-    if DATASETS[args.dataset]["train"] == DATASETS[args.dataset]["val"]:
-        val_set = load_symmetric_split(args.dataset, "val", args.data_dir, progress=progress)
-    else:  # only the first rows are needed for validation: analyse (and cache) just those
-        root = resolve_data_dir(args.data_dir) / args.dataset
-        val_set = SymmetricDataset.from_csv(root / DATASETS[args.dataset]["val"],
-                                            limit=max(args.val_size, 500), progress=progress)
-    if init is not None:
-        from crystalflow.pretrained import model_from_checkpoint
-
-        chart = LatticeChart.from_state_dict(init.stats["lattice_chart"])
-        model = model_from_checkpoint(init).train()
-    else:
-        chart = family_lattice_chart(train_set.lattice, train_set.space_groups)
-        model = build_model(model_name, default_size(model_name, args.hidden, args.layers))
-    lattice_weight = 0.5 if args.lattice_weight is None else args.lattice_weight
-    flow = SGCSPFlow(model, chart, SGCSPConfig(lattice_weight=lattice_weight,
-                                               align_orbits=args.align_orbits))
-    stats = {"lattice_chart": chart.state_dict(), "max_atoms": int(train_set.num_atoms.max()),
-             "dataset": args.dataset, "train_size": len(train_set), "cell": "conventional",
-             "symprec": 0.1, "elements": _elements_seen(train_set.atom_types, init)}
-    cfg = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
-                      val_every=args.val_every, seed=args.seed, max_minutes=args.max_minutes)
-    validate = sgcsp_validator(flow, val_set, size=args.val_size, steps=args.val_steps,
-                               seed=args.seed) if args.val_size > 0 else None
-    result = train(
-        flow, train_set, cfg, args.out,
-        make_checkpoint=lambda w, s: make_sgcsp_checkpoint(flow, model_name, stats, w, s),
-        validate=validate, resume=args.resume, progress=progress,
-    )
-    print(json.dumps({"steps": result.steps, "seconds": round(result.seconds, 1),
-                      "best_val_match_rate": result.best_score, "last": str(result.last_path),
-                      "best": str(result.best_path) if result.best_path else None,
-                      "stopped_by": result.stopped_by}))
-    return finish(result.stopped_by, result.steps, result.last_path)
-
-
-def run_dng(args: argparse.Namespace) -> int:
-    """Train the de-novo generation flow (:mod:`crystalflow.dng`) on symmetrised conventional cells."""
-    import torch
-
-    from crystalflow.checkpoint import load_checkpoint
-    from crystalflow.crystals.symmetric import load_symmetric_split
-    from crystalflow.dng import NUM_TYPES, DNGConfig, DNGFlow, dng_stats
-    from crystalflow.errors import InputError
-    from crystalflow.models import build_model, check_size_matches, default_size
-    from crystalflow.pretrained import make_dng_checkpoint, resolve_checkpoint
-    from crystalflow.symmetry import family_lattice_chart
-    from crystalflow.training import TrainConfig, train
-
-    model_name = args.model or "dngnet"
-    if model_name != "dngnet":
-        raise InputError("--task dng needs --model dngnet")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    progress = not args.no_progress
-    train_set = load_symmetric_split(args.dataset, "train", args.data_dir, progress=progress)
-    chart = family_lattice_chart(train_set.lattice, train_set.space_groups)
-    allowed = torch.zeros(NUM_TYPES, dtype=torch.bool)
-    allowed[train_set.atom_types.unique()] = True
-    init_note = None
-    if getattr(args, "init_from", None):
-        ck = load_checkpoint(resolve_checkpoint(args.init_from, "sgcsp"))
-        if ck.task != "sgcsp":
-            raise InputError(f"--init-from needs an sgcsp checkpoint, got task {ck.task!r}")
-        check_size_matches(ck.model_config, args.hidden, args.layers)  # the trunk is the checkpoint's
-        model = build_model(model_name, dict(ck.model_config))  # DNGNetConfig is SGNet's
-        missing, unexpected = model.load_state_dict(ck.weights, strict=False)
-        if unexpected or any(not k.startswith("type_head") for k in missing):
-            raise InputError(f"--init-from weights do not fit: missing {missing}, unexpected {unexpected}")
-        init_note = str(args.init_from)
-    else:
-        model = build_model(model_name, default_size(model_name, args.hidden, args.layers))
-    lattice_weight = 0.5 if args.lattice_weight is None else args.lattice_weight
-    flow = DNGFlow(model, chart, allowed, DNGConfig(lattice_weight=lattice_weight))
-    stats = dng_stats(train_set, chart, allowed, args.dataset)
-    if init_note:
-        stats["init_from"] = init_note
-    cfg = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
-                      val_every=args.val_every, seed=args.seed, max_minutes=args.max_minutes)
-    result = train(flow, train_set, cfg, args.out,
-                   make_checkpoint=lambda w, s: make_dng_checkpoint(flow, model_name, stats, w, s),
-                   validate=None, resume=args.resume, progress=progress)
-    print(json.dumps({"steps": result.steps, "seconds": round(result.seconds, 1), "last": str(result.last_path),
-                      "stopped_by": result.stopped_by}))
-    return finish(result.stopped_by, result.steps, result.last_path)

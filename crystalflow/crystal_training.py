@@ -1,0 +1,254 @@
+"""What the crystal tasks (csp, sgcsp, dng) bring to the shared training entry.
+
+Each task gives :mod:`crystalflow.task_training` three functions (a
+:class:`~crystalflow.task_training.TrainingSpec`): ``load_data(options, progress)`` (train and
+validation sets), ``build(data, options)`` (network, flow and data statistics) and
+``validator(flow, data, options, device)``; device, processes, threads, EMA, checkpoints, resume
+and logging are the entry's. Options of the three tasks are one :class:`CrystalTrainOptions`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from crystalflow.checkpoint import Checkpoint, load_checkpoint
+from crystalflow.data_stats import CrystalStats
+from crystalflow.errors import InputError
+from crystalflow.manifolds import LatticeChart
+from crystalflow.task_training import Built, TrainData, TrainingSpec, heldout_loss_validator
+
+__all__ = ["CSP_TRAINING", "CrystalTrainOptions", "DNG_TRAINING", "SGCSP_TRAINING", "elements_seen"]
+
+
+@dataclass(frozen=True)
+class CrystalTrainOptions:
+    """Data, network and validation options of a crystal training run.
+
+    Attributes:
+        dataset: a benchmark name (``perov_5``, ``carbon_24``, ``mp_20``), or
+        data: a folder of CIF files / a CSV with a ``cif`` column (csp only), split into train and
+            validation by ``val_fraction`` and ``split_seed``.
+        data_dir: benchmark root (default ``$CRYSTALFLOW_DATA``).
+        model / hidden / layers: network name and size (``None``: the task's default).
+        lattice_weight: lattice loss weight (``None``: 0.1 for csp, 0.5 for sgcsp and dng).
+        align_orbits: sgcsp coupling (nearest equivalent orbit point as the target).
+        val_size / val_steps: validation crystals per check and ODE steps of their samples.
+        seed: seed of the weights, the validation samples and the batches.
+        init_from: a checkpoint (path or bundled name) to start from.
+    """
+
+    dataset: str | None = None
+    data: str | None = None
+    data_dir: str | None = None
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    model: str | None = None
+    hidden: int | None = None
+    layers: int | None = None
+    lattice_weight: float | None = None
+    align_orbits: bool = False
+    val_size: int = 200
+    val_steps: int = 50
+    seed: int = 0
+    init_from: str | None = None
+
+
+def _init_checkpoint(options: CrystalTrainOptions, task: str) -> Checkpoint | None:
+    """The ``init_from`` checkpoint of ``task`` (or None); its network name must be ``options.model``
+    when that is given, and a requested size must be the checkpoint's."""
+    if not options.init_from:
+        return None
+    from crystalflow.flow_checkpoints import resolve_checkpoint
+    from crystalflow.models import check_size_matches
+
+    ck = load_checkpoint(resolve_checkpoint(options.init_from, task))
+    if ck.task != task:
+        raise InputError(f"--init-from needs a {task} checkpoint, got task {ck.task!r}")
+    if options.model is not None and options.model != ck.model_name:
+        raise InputError(f"--init-from checkpoint holds model {ck.model_name!r}, not --model {options.model}")
+    check_size_matches(ck.model_config, options.hidden, options.layers)  # never ignored silently
+    return ck
+
+
+def elements_seen(atom_types: torch.Tensor, init: Checkpoint | None) -> tuple[int, ...] | None:
+    """Atomic numbers a run trains on (``atom_types [N]``), with ``init``'s recorded ones; ``None``
+    when ``init`` does not record them (then nothing is known)."""
+    from crystalflow.composition import trained_elements
+
+    seen = set(atom_types.tolist())
+    if init is not None:
+        before = trained_elements(init.stats)
+        if before is None:
+            return None
+        seen |= before
+    return tuple(sorted(seen))
+
+
+# -- csp ------------------------------------------------------------------------------------------
+
+
+def load_csp_data(options: CrystalTrainOptions, progress: bool) -> TrainData:
+    """Train / validation crystals of ``options.dataset`` or ``options.data``."""
+    from crystalflow.crystals import load_split
+    from crystalflow.crystals.dataset import load_user_data, split_dataset
+
+    if options.data is not None:
+        parts = split_dataset(load_user_data(options.data, progress=progress),
+                              val_fraction=options.val_fraction, seed=options.split_seed)
+        return TrainData(parts["train"], parts["val"], f"user:{options.data}")
+    return TrainData(load_split(options.dataset, "train", options.data_dir, progress=progress),
+                     load_split(options.dataset, "val", options.data_dir, progress=progress),
+                     options.dataset)
+
+
+def build_csp(data: TrainData, options: CrystalTrainOptions) -> Built:
+    """A P1 :class:`~crystalflow.csp.CSPFlow` (fresh, or continuing ``init_from``'s weights and chart)."""
+    from crystalflow.csp import CSPConfig, CSPFlow
+    from crystalflow.flow_checkpoints import model_from_checkpoint
+    from crystalflow.models import build_model, default_csp_network, default_size
+
+    init = _init_checkpoint(options, "csp")
+    name = init.model_name if init is not None else options.model or default_csp_network(options.dataset)
+    if init is not None:
+        chart = LatticeChart.from_state_dict(init.stats["lattice_chart"])
+        model = model_from_checkpoint(init).train()
+    else:
+        chart = LatticeChart.fit(data.train.lattice)
+        model = build_model(name, default_size(name, options.hidden, options.layers))
+    weight = 0.1 if options.lattice_weight is None else options.lattice_weight
+    flow = CSPFlow(model, chart, CSPConfig(lattice_weight=weight))
+    stats = CrystalStats.of_dataset(data.train, chart, data.name,
+                                    elements=elements_seen(data.train.atom_types, init))
+    if init is not None:
+        stats = stats.with_init(str(options.init_from), init.stats)
+    if options.data is not None:
+        from dataclasses import replace
+
+        stats = replace(stats, val_ids=tuple(data.val.material_ids))
+    return Built(flow, name, stats.to_dict())
+
+
+def csp_validator(flow, data: TrainData, options: CrystalTrainOptions,
+                  device: torch.device) -> Callable[[], float] | None:
+    """Match rate of P1 samples of the first ``val_size`` validation crystals (None for size 0)."""
+    from crystalflow.validation import csp_validator as make
+
+    if options.val_size <= 0:
+        return None
+    return make(flow, data.val, size=options.val_size, steps=options.val_steps, seed=options.seed,
+                device=device)
+
+
+# -- sgcsp and dng ----------------------------------------------------------------------------------
+
+
+def load_symmetric_data(options: CrystalTrainOptions, progress: bool) -> TrainData:
+    """Symmetrised conventional cells of the benchmark's train split and of the first validation
+    rows (at least ``val_size`` and 500; the whole split when it is the training file)."""
+    from crystalflow.crystals.dataset import DATASETS, resolve_data_dir
+    from crystalflow.crystals.symmetric import SymmetricDataset, load_symmetric_split
+
+    if options.data is not None:
+        raise InputError("--data trains the P1 CSP flow only (--task csp)")
+    train_set = load_symmetric_split(options.dataset, "train", options.data_dir, progress=progress)
+    if DATASETS[options.dataset]["train"] == DATASETS[options.dataset]["val"]:
+        val_set = load_symmetric_split(options.dataset, "val", options.data_dir, progress=progress)
+    elif options.val_size > 0:  # only the first rows are needed: analyse (and cache) just those
+        root = resolve_data_dir(options.data_dir) / options.dataset
+        val_set = SymmetricDataset.from_csv(root / DATASETS[options.dataset]["val"],
+                                            limit=max(options.val_size, 500), progress=progress)
+    else:
+        val_set = None
+    return TrainData(train_set, val_set, options.dataset)
+
+
+def _symmetric_stats(data: TrainData, chart: LatticeChart, **extra) -> CrystalStats:
+    from crystalflow.symmetry.analysis import DEFAULT_SYMPREC
+
+    return CrystalStats.of_dataset(data.train, chart, data.name, symprec=DEFAULT_SYMPREC, **extra)
+
+
+def build_sgcsp(data: TrainData, options: CrystalTrainOptions) -> Built:
+    """An :class:`~crystalflow.sgcsp.SGCSPFlow` on the family lattice chart of the training set."""
+    from crystalflow.flow_checkpoints import model_from_checkpoint
+    from crystalflow.models import build_model, default_size
+    from crystalflow.sgcsp import SGCSPConfig, SGCSPFlow
+    from crystalflow.symmetry import family_lattice_chart
+
+    name = options.model or "sgnet"
+    if name != "sgnet":
+        raise InputError("--task sgcsp needs --model sgnet")
+    init = _init_checkpoint(options, "sgcsp")
+    if init is not None:
+        chart = LatticeChart.from_state_dict(init.stats["lattice_chart"])
+        model = model_from_checkpoint(init).train()
+    else:
+        chart = family_lattice_chart(data.train.lattice, data.train.space_groups)
+        model = build_model(name, default_size(name, options.hidden, options.layers))
+    weight = 0.5 if options.lattice_weight is None else options.lattice_weight
+    flow = SGCSPFlow(model, chart, SGCSPConfig(lattice_weight=weight, align_orbits=options.align_orbits))
+    stats = _symmetric_stats(data, chart, elements=elements_seen(data.train.atom_types, init))
+    if init is not None:
+        stats = stats.with_init(str(options.init_from), init.stats)
+    return Built(flow, name, stats.to_dict())
+
+
+def sgcsp_validator(flow, data: TrainData, options: CrystalTrainOptions,
+                    device: torch.device) -> Callable[[], float] | None:
+    """Match rate of space-group conditioned samples of the first ``val_size`` validation rows."""
+    from crystalflow.validation import sgcsp_validator as make
+
+    if options.val_size <= 0 or data.val is None:
+        return None
+    return make(flow, data.val, size=options.val_size, steps=options.val_steps, seed=options.seed,
+                device=device)
+
+
+def build_dng(data: TrainData, options: CrystalTrainOptions) -> Built:
+    """A :class:`~crystalflow.dng.DNGFlow` generating the training set's elements; ``init_from``
+    (an sgcsp checkpoint) gives the trunk, the type head starts fresh."""
+    from crystalflow.dng import NUM_TYPES, DNGConfig, DNGFlow, SkeletonDistribution
+    from crystalflow.flow_checkpoints import resolve_checkpoint
+    from crystalflow.models import build_model, check_size_matches, default_size
+    from crystalflow.symmetry import family_lattice_chart
+
+    name = options.model or "dngnet"
+    if name != "dngnet":
+        raise InputError("--task dng needs --model dngnet")
+    chart = family_lattice_chart(data.train.lattice, data.train.space_groups)
+    allowed = torch.zeros(NUM_TYPES, dtype=torch.bool)
+    allowed[data.train.atom_types.unique()] = True
+    if options.init_from:
+        ck = load_checkpoint(resolve_checkpoint(options.init_from, "sgcsp"))
+        if ck.task != "sgcsp":
+            raise InputError(f"--init-from needs an sgcsp checkpoint, got task {ck.task!r}")
+        check_size_matches(ck.model_config, options.hidden, options.layers)  # the trunk is the checkpoint's
+        model = build_model(name, dict(ck.model_config))  # DNGNetConfig is SGNet's
+        missing, unexpected = model.load_state_dict(ck.weights, strict=False)
+        if unexpected or any(not k.startswith("type_head") for k in missing):
+            raise InputError(f"--init-from weights do not fit: missing {missing}, unexpected {unexpected}")
+    else:
+        model = build_model(name, default_size(name, options.hidden, options.layers))
+    weight = 0.5 if options.lattice_weight is None else options.lattice_weight
+    flow = DNGFlow(model, chart, allowed, DNGConfig(lattice_weight=weight))
+    skeletons = SkeletonDistribution.from_templates(data.train.templates).state_dict()
+    stats = _symmetric_stats(data, chart, allowed_types=tuple(allowed.nonzero().squeeze(-1).tolist()),
+                             skeletons=skeletons, init_from=options.init_from or None)
+    return Built(flow, name, stats.to_dict())
+
+
+def dng_validator(flow, data: TrainData, options: CrystalTrainOptions,
+                  device: torch.device) -> Callable[[], float] | None:
+    """Negative DNG loss on the first ``val_size`` validation rows with fixed noise (no sampling)."""
+    if options.val_size <= 0 or data.val is None:
+        return None
+    return heldout_loss_validator(flow, data.val, size=options.val_size, seed=options.seed,
+                                  device=device, evenly_spaced=False)
+
+
+CSP_TRAINING = TrainingSpec(load_csp_data, build_csp, csp_validator, "best_val_match_rate")
+SGCSP_TRAINING = TrainingSpec(load_symmetric_data, build_sgcsp, sgcsp_validator, "best_val_match_rate")
+DNG_TRAINING = TrainingSpec(load_symmetric_data, build_dng, dng_validator)

@@ -1,0 +1,191 @@
+"""The shared training entry on 2 processes (gloo on localhost) for the space-group tasks.
+
+Mirrors :mod:`tests.core.test_distributed` (P1 CSP) for sgcsp and dng, through each task's own
+``build`` from the task table: 2 processes give the gradient of one process on the combined batch,
+and 2 steps + resume give the run of 4 uninterrupted steps (both through
+:func:`crystalflow.task_training.train_task`). One spawn runs every distributed part; tiny
+networks on 16 symmetric crystals built from Wyckoff templates (no benchmark data).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import socket
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from crystalflow.checkpoint import load_checkpoint
+from crystalflow.crystal_training import CrystalTrainOptions
+from crystalflow.distributed import DistInfo, shard
+from crystalflow.losses import LossOutput
+from crystalflow.pretrained import TASKS
+from crystalflow.task_training import TrainData, TrainingSpec, prepare
+from crystalflow.training import TrainConfig, batch_indices
+
+from tests.sgcsp.conftest import TEMPLATES, make_dataset
+
+TASK_NAMES = ("sgcsp", "dng")
+OPTIONS = CrystalTrainOptions(dataset="tiny", hidden=16, layers=1, val_size=2, val_steps=2)
+GRAD_CFG = TrainConfig(batch_size=8, seed=0)
+RUN_CFG = TrainConfig(max_steps=4, batch_size=6, lr=1e-2, warmup_steps=10, val_every=2, seed=1)
+
+
+def tiny_data() -> TrainData:
+    """16 symmetric crystals (two of every crystal family), also the validation set."""
+    ds = make_dataset(TEMPLATES * 2, seed=3)
+    return TrainData(ds, ds, "tiny")
+
+
+def tiny_spec(task: str) -> TrainingSpec:
+    """The task's own spec with the tiny data in place of a benchmark."""
+    spec = TASKS[task].training
+    return TrainingSpec(lambda options, progress: tiny_data(), spec.build, spec.validator, spec.score_key)
+
+
+class Indices:
+    """A training set whose batches are their row indices (for :class:`ItemwiseNoise`)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def batch(self, indices) -> list[int]:
+        return list(indices)
+
+
+class ItemwiseNoise:
+    """A task flow whose loss is the mean over crystals of its loss on each crystal alone, with
+    noise seeded by the crystal's row: a shard then sees exactly the noise its crystals get in the
+    combined batch, and with equal shards the mean of the shard means is the batch mean."""
+
+    def __init__(self, flow, dataset) -> None:
+        self.flow, self.dataset = flow, dataset
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.flow.model
+
+    @model.setter
+    def model(self, module: torch.nn.Module) -> None:  # the loop swaps in the DDP wrapper
+        self.flow.model = module
+
+    def loss(self, rows: list[int], generator=None) -> LossOutput:
+        totals = [self.flow.loss(self.dataset.batch([i]), generator=torch.Generator().manual_seed(i)).total
+                  for i in rows]
+        return LossOutput(total=torch.stack(totals).mean(), parts={})
+
+
+def _worker(rank: int, world: int, port: int, tmp: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from crystalflow import distributed
+    from crystalflow.task_training import RunSettings, train_task
+    from crystalflow.training import local_loss
+
+    info = distributed.setup("cpu")
+    try:
+        for task in TASK_NAMES:
+            # 1. one step's gradient through DistributedDataParallel (rank 1 builds other weights)
+            data, built = prepare(tiny_spec(task), OPTIONS, info, seed=rank)
+            flow = ItemwiseNoise(built.flow, data.train)
+            module = distributed.wrap(flow.model, info)
+            out = local_loss(flow, module, Indices(len(data.train)), 0, GRAD_CFG, info, torch.Generator())
+            out.total.backward()
+            torch.save({"grads": {n: p.grad for n, p in flow.model.named_parameters()},
+                        "params": flow.model.state_dict()}, f"{tmp}/{task}_grad{rank}.pt")
+            del module, out  # free the DDP reducer while the group exists
+            gc.collect()
+            # 2. an uninterrupted 4-step run against 2 steps + resume for 2 more
+            for out_dir, steps, resume in (("full", 4, False), ("split", 2, False), ("split", 4, True)):
+                cfg = TrainConfig(**{**RUN_CFG.to_dict(), "max_steps": steps})
+                train_task(replace(TASKS[task], training=tiny_spec(task)), OPTIONS, RunSettings(f"{tmp}/{task}_{out_dir}", cfg, device="cpu",
+                                                 resume=resume, progress=False))
+        distributed.barrier(info)
+    finally:
+        distributed.cleanup()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ddp_tasks")
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp)), nprocs=2, join=True)
+    return tmp
+
+
+@pytest.mark.parametrize("task", TASK_NAMES)
+def test_two_process_gradients_equal_one_process_on_the_combined_batch(two_process_run, task):
+    data, built = prepare(tiny_spec(task), OPTIONS, DistInfo(), seed=0)
+    flow = ItemwiseNoise(built.flow, data.train)
+    idx = batch_indices(len(data.train), GRAD_CFG.batch_size, 0, GRAD_CFG.seed)
+    flow.loss(idx).total.backward()
+    ref = {n: p.grad.clone() for n, p in flow.model.named_parameters() if p.grad is not None}
+    assert ref, "no gradient"
+    for rank in (0, 1):  # the model rank 1 built (seed 1) was replaced by rank 0's
+        got = torch.load(two_process_run / f"{task}_grad{rank}.pt")
+        for n, v in flow.model.state_dict().items():
+            assert torch.equal(got["params"][n], v), n
+        for n, g in ref.items():
+            torch.testing.assert_close(got["grads"][n], g, rtol=1e-4, atol=1e-6, msg=n)
+    # control: one shard alone gives a different gradient, so the agreement is not trivial
+    flow.model.zero_grad()
+    flow.loss(shard(idx, DistInfo(rank=0, world_size=2))).total.backward()
+    diff = max((p.grad - ref[n]).abs().max().item() for n, p in flow.model.named_parameters() if n in ref)
+    assert diff > 1e-4
+
+
+@pytest.mark.parametrize("task", TASK_NAMES)
+def test_two_process_resume_continues_the_same_run(two_process_run, task):
+    full = load_checkpoint(two_process_run / f"{task}_full" / "last.pt")
+    split = load_checkpoint(two_process_run / f"{task}_split" / "last.pt")
+    assert full.task == split.task == task
+    assert full.train_state["step"] == split.train_state["step"] == 4
+    assert full.train_state["world_size"] == 2 and len(full.train_state["rng"]) == 2
+    _, start = prepare(tiny_spec(task), OPTIONS, DistInfo(), seed=RUN_CFG.seed)
+    start = start.flow.model.state_dict()
+    moved = 0.0
+    for n, v in full.train_state["model"].items():
+        torch.testing.assert_close(split.train_state["model"][n], v, rtol=1e-6, atol=1e-7, msg=n)
+        torch.testing.assert_close(split.weights[n], full.weights[n], rtol=1e-6, atol=1e-7, msg=n)
+        if v.dtype.is_floating_point:
+            moved = max(moved, (v - start[n]).abs().max().item())
+    assert moved > 1e-3  # training did change the weights
+    log = (two_process_run / f"{task}_split" / "log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in log[1:]] == ["1", "2", "3", "4"]
+    assert TASKS[task].from_checkpoint(split, "cpu") is not None  # the checkpoint loads strictly
+
+
+@pytest.mark.parametrize("task", ("csp", "sgcsp", "dng"))
+def test_the_entry_puts_network_and_batches_on_the_requested_device(task):
+    """No task refuses a device: on ``meta`` (a device without memory, standing in for CUDA) every
+    parameter of the built network and every tensor of a training batch land there."""
+    spec = TASKS[task].training if task != "csp" else None
+    if spec is None:  # P1 CSP on P1 cells of the same crystals
+        from crystalflow.crystals.dataset import CrystalDataset
+
+        sym = make_dataset(TEMPLATES * 2, seed=3)
+        p1 = CrystalDataset.from_crystals([sym.batch([i]).to_crystals()[0] for i in range(len(sym))])
+        base = TASKS["csp"].training
+        spec = TrainingSpec(lambda o, p: TrainData(p1, p1, "tiny"), base.build, base.validator)
+    else:
+        spec = tiny_spec(task)
+    meta = torch.device("meta")
+    data, built = prepare(spec, OPTIONS, DistInfo(device=meta), seed=0)
+    assert all(p.device == meta for p in built.flow.model.parameters())
+    batch = data.train.batch([0, 1, 2]).to(meta)
+    tensors = [v for v in vars(batch).values() if isinstance(v, torch.Tensor)]
+    if batch.symmetry is not None:
+        tensors += [v for v in vars(batch.symmetry).values() if isinstance(v, torch.Tensor)]
+    assert tensors and all(t.device == meta for t in tensors)
