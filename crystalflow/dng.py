@@ -304,14 +304,6 @@ class DNGFlow(TaskFlow):
 # -- checkpoint statistics ---------------------------------------------------------------------------
 
 
-def dng_stats(train_set, chart: LatticeChart, allowed: torch.Tensor, dataset: str) -> dict:
-    """Checkpoint statistics of a DNG flow: lattice chart, allowed types, skeleton distribution."""
-    return {"lattice_chart": chart.state_dict(), "max_atoms": int(train_set.num_atoms.max()),
-            "dataset": dataset, "train_size": len(train_set), "cell": "conventional", "symprec": 0.1,
-            "allowed_types": allowed.nonzero().squeeze(-1).tolist(),
-            "skeletons": SkeletonDistribution.from_templates(train_set.templates).state_dict()}
-
-
 def allowed_from_stats(stats: dict) -> torch.Tensor:
     """``[NUM_TYPES]`` bool mask of the atom types a checkpoint may generate."""
     allowed = torch.zeros(NUM_TYPES, dtype=torch.bool)
