@@ -31,6 +31,7 @@ from crystalflow.flow_checkpoints import (
     resolve_checkpoint,
 )
 from crystalflow.proteins.pretrained import make_protein_checkpoint, protein_flow_from_checkpoint
+from crystalflow.proteins.train import build_protein, load_protein_data, protein_validator
 from crystalflow.sgcsp import SGCSPFlow
 from crystalflow.task_training import TrainingSpec
 
@@ -60,7 +61,7 @@ class Task:
     description: str
     from_checkpoint: Callable[[Checkpoint, str | torch.device], Any]
     to_checkpoint: Callable[..., Checkpoint]
-    training: TrainingSpec | None = None
+    training: TrainingSpec
 
     @property
     def default_checkpoint(self) -> str:
@@ -82,7 +83,7 @@ TASKS: dict[str, Task] = {
     "dng": Task("dng", "de-novo generation in a space group (DNGFlow, with .skeletons)",
                 DNGFlow.from_checkpoint, DNGFlow.to_checkpoint, DNG_TRAINING),
     "protein": Task("protein", "protein backbone generation (BackboneFlow)", protein_flow_from_checkpoint,
-                    _protein_to_checkpoint),
+                    _protein_to_checkpoint, TrainingSpec(load_protein_data, build_protein, protein_validator)),
 }
 
 

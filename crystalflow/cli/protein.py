@@ -65,6 +65,8 @@ def _register_train(psub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-size", type=positive_int, default=32, help="held-out crops per validation")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda or cuda:K (default: cpu; under torchrun cuda:LOCAL_RANK if available)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--overwrite", action="store_true",
                    help="start again in a used OUT (its last.pt, best.pt and log.csv are replaced)")
@@ -78,42 +80,41 @@ def _register_train(psub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import torch
-
+    """Train through the shared entry (:func:`crystalflow.task_training.train_task`): any
+    ``--device``, and data-parallel under ``torchrun --nproc_per_node=N -m crystalflow protein train``."""
     from crystalflow.cli.train import finish
     from crystalflow.models.framenet import FrameNetConfig
-    from crystalflow.proteins.flow import BackboneFlowConfig
-    from crystalflow.proteins.train import build_setup, checkpoint_maker, heldout_score, init_checkpoint
     from crystalflow.outputs import check_run_dir
-    from crystalflow.training import TrainConfig, train
+    from crystalflow.pretrained import get_task
+    from crystalflow.proteins.flow import BackboneFlowConfig
+    from crystalflow.proteins.train import ProteinTrainOptions, init_checkpoint
+    from crystalflow.task_training import RunSettings, train_task
+    from crystalflow.training import TrainConfig
 
     check_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)  # before any data is read
-    _threads(args)
-    torch.manual_seed(args.seed)
-    progress = not args.no_progress
-    init = init_checkpoint(args.init_from)
-    setup = build_setup(
-        args.data_dir, FrameNetConfig(hidden=args.hidden, pair=args.pair, layers=args.layers,
-                                       frame_updates=args.frame_updates),
-        BackboneFlowConfig(rot_weight=args.rot_weight, aux_weight=args.aux_weight,
-                           aux_t_min=args.aux_t_min, align_prior=not args.no_align_prior,
-                           min_scale=args.min_scale, t_late_fraction=args.t_late_fraction,
-                           t_late_min=args.t_late_min, aux_pred_pairs=args.aux_pred_pairs),
-        crop=args.crop, stride=args.stride, min_length=args.min_length, progress=progress, init=init,
-    )
-    if init is not None:
-        setup.stats["init_from"] = str(args.init_from)
+    options = ProteinTrainOptions(
+        data_dir=args.data_dir,
+        model_config=FrameNetConfig(hidden=args.hidden, pair=args.pair, layers=args.layers,
+                                    frame_updates=args.frame_updates),
+        flow_config=BackboneFlowConfig(rot_weight=args.rot_weight, aux_weight=args.aux_weight,
+                                       aux_t_min=args.aux_t_min, align_prior=not args.no_align_prior,
+                                       min_scale=args.min_scale, t_late_fraction=args.t_late_fraction,
+                                       t_late_min=args.t_late_min, aux_pred_pairs=args.aux_pred_pairs),
+        crop=args.crop, stride=args.stride, min_length=args.min_length, val_size=args.val_size,
+        seed=args.seed, init=init_checkpoint(args.init_from), init_from=args.init_from)
     cfg = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
                       warmup_steps=args.warmup_steps, ema_decay=args.ema_decay,
                       val_every=args.val_every, seed=args.seed, max_minutes=args.max_minutes)
-    result = train(setup.flow, setup.train_set, cfg, args.out, make_checkpoint=checkpoint_maker(setup),
-                   validate=heldout_score(setup.flow, setup.val_set, size=args.val_size, seed=args.seed),
-                   resume=args.resume, progress=progress)
-    print(json.dumps({"steps": result.steps, "seconds": round(result.seconds, 1),
-                      "best_val_score": result.best_score, "last": str(result.last_path),
-                      "best": str(result.best_path) if result.best_path else None,
-                      "train_crops": len(setup.train_set), "stopped_by": result.stopped_by}))
-    return finish(result.stopped_by, result.steps, result.last_path)
+    settings = RunSettings(out=args.out, config=cfg, device=args.device, threads=args.threads,
+                           resume=args.resume, progress=not args.no_progress)
+    result, built, info = train_task(get_task("protein"), options, settings)
+    if info.is_main:
+        print(json.dumps({"steps": result.steps, "seconds": round(result.seconds, 1),
+                          "best_val_score": result.best_score, "last": str(result.last_path),
+                          "best": str(result.best_path) if result.best_path else None,
+                          "train_crops": built.stats["train_crops"], "processes": info.world_size,
+                          "stopped_by": result.stopped_by}))
+    return finish(result.stopped_by, result.steps, result.last_path, quiet=not info.is_main)
 
 
 # --------------------------------------------------------------------------- generate

@@ -1,9 +1,12 @@
-"""Training a backbone flow with the package's shared training loop.
+"""The protein task's part of the shared training entry (:mod:`crystalflow.task_training`).
 
-:func:`train_backbone_flow` loads the splits, builds :class:`~crystalflow.models.framenet.FrameNet`
-and :class:`~crystalflow.proteins.flow.BackboneFlow`, and hands them to
-:func:`crystalflow.training.train`; selection uses :func:`heldout_score`, the negative CFM loss on
-a fixed set of held-out crops with fixed noise and times (deterministic, cheap, no sampling).
+:func:`load_protein_data` loads the splits (db55_unbound crops for training, dips_test crops held
+out), :func:`build_protein` builds :class:`~crystalflow.models.framenet.FrameNet` and
+:class:`~crystalflow.proteins.flow.BackboneFlow` (fresh or from an ``--init-from`` checkpoint) with
+the checkpoint statistics, and :func:`protein_validator` selects on :func:`heldout_score`, the
+negative CFM loss on a fixed set of held-out crops with fixed noise and times (deterministic,
+cheap, no sampling). Device, processes (torchrun), EMA, checkpoints and resume are the entry's
+(:func:`~crystalflow.task_training.train_task` with the ``protein`` entry of the task table).
 """
 
 from __future__ import annotations
@@ -19,67 +22,88 @@ from crystalflow.errors import InputError
 from crystalflow.models.framenet import FrameNet, FrameNetConfig
 from crystalflow.proteins.dataset import BackboneDataset, load_protein_split
 from crystalflow.proteins.flow import BackboneFlow, BackboneFlowConfig
-from crystalflow.proteins.pretrained import MODEL_NAME, make_protein_checkpoint, resolve_protein_checkpoint
+from crystalflow.proteins.pretrained import MODEL_NAME, resolve_protein_checkpoint
+from crystalflow.task_training import Built, TrainData, heldout_loss_validator
 
 
 def heldout_score(flow: BackboneFlow, val_set: BackboneDataset, size: int = 32, batch_size: int = 8,
-                  seed: int = 0) -> Callable[[], float]:
+                  seed: int = 0, device: torch.device | str | None = None) -> Callable[[], float]:
     """A validator returning ``-mean loss`` over ``size`` evenly spaced held-out crops.
 
-    The noise and times are drawn from a generator reseeded on every call, so scores of
-    different checkpoints are comparable.
+    The noise and times are drawn from a generator (on ``device``, default the model's) reseeded
+    on every call, so scores of different checkpoints are comparable.
     """
-    idx = torch.linspace(0, len(val_set) - 1, min(size, len(val_set))).long().tolist()
-    batches = [val_set.batch(idx[i:i + batch_size]) for i in range(0, len(idx), batch_size)]
-
-    @torch.no_grad()
-    def validate() -> float:
-        g = torch.Generator().manual_seed(seed)
-        device = next(flow.model.parameters()).device
-        losses = [float(flow.loss(b.to(device), generator=g).total) for b in batches]
-        return -sum(losses) / len(losses)
-
-    return validate
+    return heldout_loss_validator(flow, val_set, size=size, batch_size=batch_size, seed=seed, device=device)
 
 
 @dataclass(frozen=True)
-class ProteinTrainSetup:
-    """What :func:`train_backbone_flow` built: the flow, the data and the checkpoint statistics."""
+class ProteinTrainOptions:
+    """Data, network and validation options of a protein training run.
 
-    flow: BackboneFlow
-    train_set: BackboneDataset
-    val_set: BackboneDataset
-    stats: dict
-
-
-def build_setup(data_dir: str | os.PathLike | None, model_config: FrameNetConfig,
-                flow_config: BackboneFlowConfig, crop: int = 128, stride: int = 64,
-                min_length: int = 40, progress: bool = False,
-                init: Checkpoint | None = None) -> ProteinTrainSetup:
-    """Load ``train`` (db55_unbound) and ``test`` (dips_test, held out) crops and build the flow.
-
-    With ``init`` (a protein checkpoint, see :func:`init_checkpoint`) the network takes that
-    checkpoint's size and (EMA) weights instead of ``model_config`` and fresh weights; the flow's
-    training settings still come from ``flow_config``, its units must match the checkpoint's.
+    Attributes:
+        data_dir: data root holding ``proteins/`` (default ``$CRYSTALFLOW_DATA``).
+        model_config / flow_config: the network and the flow's training settings.
+        crop / stride / min_length: training crops (held-out crops use ``stride = crop``).
+        val_size: held-out crops per validation; seed: seed of their noise.
+        init: a protein checkpoint to start from (:func:`init_checkpoint`; its network size and
+            EMA weights replace ``model_config`` and fresh weights); init_from: its name.
     """
+
+    data_dir: str | os.PathLike | None = None
+    model_config: FrameNetConfig = FrameNetConfig()
+    flow_config: BackboneFlowConfig = BackboneFlowConfig()
+    crop: int = 128
+    stride: int = 64
+    min_length: int = 40
+    val_size: int = 32
+    seed: int = 0
+    init: Checkpoint | None = None
+    init_from: str | None = None
+
+
+def load_protein_data(options: ProteinTrainOptions, progress: bool = False) -> TrainData:
+    """``train`` (db55_unbound) crops and ``test`` (dips_test, held out, non-overlapping) crops."""
+    train_set = load_protein_split("train", options.data_dir, crop=options.crop, stride=options.stride,
+                                   min_length=options.min_length, progress=progress)
+    val_set = load_protein_split("test", options.data_dir, crop=options.crop, stride=options.crop,
+                                 min_length=options.min_length, progress=progress)
+    return TrainData(train_set, val_set, "db55_unbound")
+
+
+def protein_stats(train_set: BackboneDataset, options: ProteinTrainOptions) -> dict:
+    """The statistics a protein checkpoint records about its training crops."""
+    stats = {
+        "dataset": "db55_unbound", "heldout": "dips_test", "crop": options.crop, "stride": options.stride,
+        "min_segment_length": options.min_length, "train_segments": train_set.num_segments,
+        "train_crops": len(train_set), "train_residues": int(train_set.seg_lengths.sum()),
+    }
+    if options.init is not None:
+        stats["init_from"] = str(options.init_from)
+    return stats
+
+
+def build_protein(data: TrainData, options: ProteinTrainOptions) -> Built:
+    """FrameNet and BackboneFlow, fresh or with ``options.init``'s size and (EMA) weights; the
+    flow's training settings come from ``options.flow_config``, whose units must match ``init``'s.
+
+    Raises:
+        InputError: ``init`` uses another translation unit.
+    """
+    model_config, init = options.model_config, options.init
     if init is not None:
         model_config = FrameNetConfig(**init.model_config)
-        if init.task_config.get("trans_scale", flow_config.trans_scale) != flow_config.trans_scale:
+        if init.task_config.get("trans_scale", options.flow_config.trans_scale) != options.flow_config.trans_scale:
             raise InputError("--init-from checkpoint uses another translation unit (trans_scale)")
-    train_set = load_protein_split("train", data_dir, crop=crop, stride=stride,
-                                   min_length=min_length, progress=progress)
-    val_set = load_protein_split("test", data_dir, crop=crop, stride=crop,
-                                 min_length=min_length, progress=progress)
     model = FrameNet(model_config)
     if init is not None:
         model.load_state_dict(init.weights, strict=True)
-    flow = BackboneFlow(model, flow_config)
-    stats = {
-        "dataset": "db55_unbound", "heldout": "dips_test", "crop": crop, "stride": stride,
-        "min_segment_length": min_length, "train_segments": train_set.num_segments,
-        "train_crops": len(train_set), "train_residues": int(train_set.seg_lengths.sum()),
-    }
-    return ProteinTrainSetup(flow, train_set, val_set, stats)
+    return Built(BackboneFlow(model, options.flow_config), MODEL_NAME, protein_stats(data.train, options))
+
+
+def protein_validator(flow: BackboneFlow, data: TrainData, options: ProteinTrainOptions,
+                      device: torch.device) -> Callable[[], float]:
+    """:func:`heldout_score` on ``options.val_size`` held-out crops, evaluated on ``device``."""
+    return heldout_score(flow, data.val, size=options.val_size, seed=options.seed, device=device)
 
 
 def init_checkpoint(path_or_name: str | os.PathLike | None) -> Checkpoint | None:
@@ -95,8 +119,3 @@ def init_checkpoint(path_or_name: str | os.PathLike | None) -> Checkpoint | None
         raise InputError(f"--init-from needs a protein checkpoint, got task {ck.task!r} "
                          f"(model {ck.model_name!r})")
     return ck
-
-
-def checkpoint_maker(setup: ProteinTrainSetup):
-    """``(weights, train_state) -> Checkpoint`` for :func:`crystalflow.training.train`."""
-    return lambda w, s: make_protein_checkpoint(setup.flow, setup.stats, w, s)

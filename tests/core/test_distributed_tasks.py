@@ -1,10 +1,10 @@
-"""The shared training entry on 2 processes (gloo on localhost) for the space-group tasks.
+"""The shared training entry on 2 processes (gloo on localhost) for sgcsp, dng and protein.
 
-Mirrors :mod:`tests.core.test_distributed` (P1 CSP) for sgcsp and dng, through each task's own
-``build`` from the task table: 2 processes give the gradient of one process on the combined batch,
-and 2 steps + resume give the run of 4 uninterrupted steps (both through
-:func:`crystalflow.task_training.train_task`). One spawn runs every distributed part; tiny
-networks on 16 symmetric crystals built from Wyckoff templates (no benchmark data).
+Mirrors :mod:`tests.core.test_distributed` (P1 CSP) through each task's own ``build`` from the
+task table: 2 processes give the gradient of one process on the combined batch, and 2 steps +
+resume give the run of 4 uninterrupted steps (through :func:`crystalflow.task_training.train_task`).
+One spawn runs every distributed part; tiny networks on 16 symmetric crystals built from Wyckoff
+templates and on 18 crops of two random backbone chains (no benchmark data).
 """
 
 from __future__ import annotations
@@ -22,14 +22,22 @@ from crystalflow.checkpoint import load_checkpoint
 from crystalflow.crystal_training import CrystalTrainOptions
 from crystalflow.distributed import DistInfo, shard
 from crystalflow.losses import LossOutput
+from crystalflow.models.framenet import FrameNetConfig
 from crystalflow.pretrained import TASKS
+from crystalflow.proteins.dataset import BackboneDataset
+from crystalflow.proteins.flow import BackboneFlowConfig
+from crystalflow.proteins.train import ProteinTrainOptions
 from crystalflow.task_training import TrainData, TrainingSpec, prepare
 from crystalflow.training import TrainConfig, batch_indices
 
 from tests.sgcsp.conftest import TEMPLATES, make_dataset
 
-TASK_NAMES = ("sgcsp", "dng")
-OPTIONS = CrystalTrainOptions(dataset="tiny", hidden=16, layers=1, val_size=2, val_steps=2)
+TASK_NAMES = ("sgcsp", "dng", "protein")
+CRYSTAL_OPTIONS = CrystalTrainOptions(dataset="tiny", hidden=16, layers=1, val_size=2, val_steps=2)
+PROTEIN_OPTIONS = ProteinTrainOptions(
+    model_config=FrameNetConfig(hidden=16, pair=8, layers=1, heads=2, head_dim=8, query_points=2,
+                                value_points=2, time_dim=8),
+    flow_config=BackboneFlowConfig(aux_weight=0.25), crop=16, stride=4, min_length=16, val_size=4)
 GRAD_CFG = TrainConfig(batch_size=8, seed=0)
 RUN_CFG = TrainConfig(max_steps=4, batch_size=6, lr=1e-2, warmup_steps=10, val_every=2, seed=1)
 
@@ -40,10 +48,28 @@ def tiny_data() -> TrainData:
     return TrainData(ds, ds, "tiny")
 
 
+def tiny_backbones() -> TrainData:
+    """Two random 48-residue chains (CA steps of 3.8 A, N / C / O jittered around CA) cut into
+    18 crops of 16 residues; also the validation set."""
+    g = torch.Generator().manual_seed(4)
+    steps = torch.randn(96, 3, generator=g, dtype=torch.float64)
+    ca = (3.8 * steps / steps.norm(dim=-1, keepdim=True)).cumsum(0)
+    atoms = ca[:, None, :] + 1.2 * torch.randn(96, 4, 3, generator=g, dtype=torch.float64)
+    atoms[:, 1] = ca
+    ds = BackboneDataset(atoms.float(), torch.tensor([48, 48]), ("a:A:1", "b:A:1"),
+                         torch.zeros(0, 3, dtype=torch.long)).with_crops(16, 4, 16)
+    return TrainData(ds, ds, "tiny")
+
+
+def options_of(task: str):
+    return PROTEIN_OPTIONS if task == "protein" else CRYSTAL_OPTIONS
+
+
 def tiny_spec(task: str) -> TrainingSpec:
     """The task's own spec with the tiny data in place of a benchmark."""
     spec = TASKS[task].training
-    return TrainingSpec(lambda options, progress: tiny_data(), spec.build, spec.validator, spec.score_key)
+    load = (lambda options, progress: tiny_backbones()) if task == "protein" else (lambda o, p: tiny_data())
+    return TrainingSpec(load, spec.build, spec.validator, spec.score_key)
 
 
 class Indices:
@@ -93,7 +119,7 @@ def _worker(rank: int, world: int, port: int, tmp: str) -> None:
     try:
         for task in TASK_NAMES:
             # 1. one step's gradient through DistributedDataParallel (rank 1 builds other weights)
-            data, built = prepare(tiny_spec(task), OPTIONS, info, seed=rank)
+            data, built = prepare(tiny_spec(task), options_of(task), info, seed=rank)
             flow = ItemwiseNoise(built.flow, data.train)
             module = distributed.wrap(flow.model, info)
             out = local_loss(flow, module, Indices(len(data.train)), 0, GRAD_CFG, info, torch.Generator())
@@ -105,7 +131,7 @@ def _worker(rank: int, world: int, port: int, tmp: str) -> None:
             # 2. an uninterrupted 4-step run against 2 steps + resume for 2 more
             for out_dir, steps, resume in (("full", 4, False), ("split", 2, False), ("split", 4, True)):
                 cfg = TrainConfig(**{**RUN_CFG.to_dict(), "max_steps": steps})
-                train_task(replace(TASKS[task], training=tiny_spec(task)), OPTIONS, RunSettings(f"{tmp}/{task}_{out_dir}", cfg, device="cpu",
+                train_task(replace(TASKS[task], training=tiny_spec(task)), options_of(task), RunSettings(f"{tmp}/{task}_{out_dir}", cfg, device="cpu",
                                                  resume=resume, progress=False))
         distributed.barrier(info)
     finally:
@@ -127,7 +153,7 @@ def two_process_run(tmp_path_factory):
 
 @pytest.mark.parametrize("task", TASK_NAMES)
 def test_two_process_gradients_equal_one_process_on_the_combined_batch(two_process_run, task):
-    data, built = prepare(tiny_spec(task), OPTIONS, DistInfo(), seed=0)
+    data, built = prepare(tiny_spec(task), options_of(task), DistInfo(), seed=0)
     flow = ItemwiseNoise(built.flow, data.train)
     idx = batch_indices(len(data.train), GRAD_CFG.batch_size, 0, GRAD_CFG.seed)
     flow.loss(idx).total.backward()
@@ -153,7 +179,7 @@ def test_two_process_resume_continues_the_same_run(two_process_run, task):
     assert full.task == split.task == task
     assert full.train_state["step"] == split.train_state["step"] == 4
     assert full.train_state["world_size"] == 2 and len(full.train_state["rng"]) == 2
-    _, start = prepare(tiny_spec(task), OPTIONS, DistInfo(), seed=RUN_CFG.seed)
+    _, start = prepare(tiny_spec(task), options_of(task), DistInfo(), seed=RUN_CFG.seed)
     start = start.flow.model.state_dict()
     moved = 0.0
     for n, v in full.train_state["model"].items():
@@ -167,7 +193,7 @@ def test_two_process_resume_continues_the_same_run(two_process_run, task):
     assert TASKS[task].from_checkpoint(split, "cpu") is not None  # the checkpoint loads strictly
 
 
-@pytest.mark.parametrize("task", ("csp", "sgcsp", "dng"))
+@pytest.mark.parametrize("task", ("csp", "sgcsp", "dng", "protein"))
 def test_the_entry_puts_network_and_batches_on_the_requested_device(task):
     """No task refuses a device: on ``meta`` (a device without memory, standing in for CUDA) every
     parameter of the built network and every tensor of a training batch land there."""
@@ -182,10 +208,10 @@ def test_the_entry_puts_network_and_batches_on_the_requested_device(task):
     else:
         spec = tiny_spec(task)
     meta = torch.device("meta")
-    data, built = prepare(spec, OPTIONS, DistInfo(device=meta), seed=0)
+    data, built = prepare(spec, options_of(task), DistInfo(device=meta), seed=0)
     assert all(p.device == meta for p in built.flow.model.parameters())
     batch = data.train.batch([0, 1, 2]).to(meta)
     tensors = [v for v in vars(batch).values() if isinstance(v, torch.Tensor)]
-    if batch.symmetry is not None:
+    if getattr(batch, "symmetry", None) is not None:
         tensors += [v for v in vars(batch.symmetry).values() if isinstance(v, torch.Tensor)]
     assert tensors and all(t.device == meta for t in tensors)
