@@ -1,5 +1,7 @@
 """Test helpers shipped with the package (e3nn-style): manifold contract cases and invariance
-checks that any new manifold or network can reuse in its own tests."""
+checks that any new manifold or network can reuse in its own tests: rotation, permutation and
+unit-cell change of crystal fields, and equivariance / invariance under each crystal's space
+group (:func:`assert_group_equivariant`, :func:`assert_group_invariant`)."""
 
 from __future__ import annotations
 
@@ -154,3 +156,37 @@ def assert_lattice_change_equivariant(f: CrystalField, frac: torch.Tensor, latti
         assert_allclose(alt["frac"], want, atol, "lattice change: frac")
     for key in invariant:
         assert_allclose(alt[key], out[key], atol, f"lattice change: {key}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Space-group equivariance of per-atom fields at a symmetric configuration.
+#
+# At a crystal with space group G, every operation g = (R_g, t_g) maps the atoms onto themselves
+# with a permutation sigma_g; the entries of a SymmetryBatch list (i, sigma_g(i), g) for every
+# crystal, operation and atom (``entry_dst``, ``entry_src``, ``entry_op``).
+# ---------------------------------------------------------------------------------------------
+
+
+def assert_group_equivariant(v: torch.Tensor, sym, atol: float, what: str = "field") -> None:
+    """Assert that a per-atom vector field is equivariant under every crystal's space group:
+    ``v[sigma_g(i)] == R_g v[i]`` for every crystal, operation ``g`` and atom ``i``.
+
+    Args:
+        v: ``[N, 3]`` (or ``[N, C, 3]``) fractional components of the field at the atoms.
+        sym: the batch's :class:`~crystalflow.symmetry.SymmetryBatch`.
+        atol: tolerance relative to the field's size, ``atol * (1 + max |v|)``.
+        what: names the field in the error.
+    """
+    rot = sym.op_rot.index_select(0, sym.entry_op).to(v.dtype)  # [E, 3, 3]
+    moved = v.index_select(0, sym.entry_dst)
+    rotated = torch.einsum("eij,e...j->e...i", rot, moved)
+    scale = 1.0 + (float(v.abs().max()) if v.numel() else 0.0)
+    assert_allclose(v.index_select(0, sym.entry_src), rotated, atol * scale, f"group equivariance: {what}")
+
+
+def assert_group_invariant(s: torch.Tensor, sym, atol: float, what: str = "scalars") -> None:
+    """Assert that per-atom scalars are invariant under every crystal's space group:
+    ``s[sigma_g(i)] == s[i]`` (``s`` ``[N]`` or ``[N, C]``; tolerance ``atol * (1 + max |s|)``)."""
+    scale = 1.0 + (float(s.abs().max()) if s.numel() else 0.0)
+    assert_allclose(s.index_select(0, sym.entry_src), s.index_select(0, sym.entry_dst), atol * scale,
+                    f"group invariance: {what}")

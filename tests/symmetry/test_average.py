@@ -19,6 +19,7 @@ from crystalflow.symmetry import (
     symmetry_error,
 )
 from crystalflow.symmetry.average import group_average_vectors_entries
+from crystalflow.testing import assert_group_equivariant, assert_group_invariant
 
 from ._helpers import groups_per_system, match_permutation, random_template
 
@@ -63,10 +64,9 @@ def test_averaged_field_is_invariant_as_a_set(prior):
         sample.frac.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
     )
     vb = group_average_vectors(v, sym)
-    rot = sym.op_rot[sym.entry_op]
-    rotated = torch.einsum("eij,ej->ei", rot, vb[sym.entry_dst])
-    assert (vb[sym.entry_src] - rotated).abs().max() < 1e-12 * (1 + vb.abs().max())
-    assert (vb - v).abs().max() > 0.1  # a random field is not symmetric: something was averaged
+    assert_group_equivariant(vb, sym, atol=1e-12, what="averaged field")
+    with pytest.raises(AssertionError, match="group equivariance"):  # a random field is not
+        assert_group_equivariant(v, sym, atol=1e-3)
 
 
 def test_averaged_network_is_exactly_equivariant_under_each_operation(prior):
@@ -185,3 +185,13 @@ def test_cuda_matches_cpu(prior):
     v = torch.randn(sample.frac.shape, dtype=torch.float64)
     out = group_average_vectors(v.cuda(), sample.symmetry.to("cuda"))
     torch.testing.assert_close(out.cpu(), group_average_vectors(v, sample.symmetry))
+
+
+def test_averaged_scalars_are_invariant(prior):
+    """``s_bar[sigma_g(i)] == s_bar[i]``: averaged per-atom scalars are constant on orbits."""
+    _, sample = prior
+    sym = sample.symmetry
+    s = torch.randn(sample.frac.shape[0], 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    assert_group_invariant(group_average_scalars(s, sym), sym, atol=1e-12, what="averaged scalars")
+    with pytest.raises(AssertionError, match="group invariance"):
+        assert_group_invariant(s, sym, atol=1e-3)
