@@ -17,7 +17,7 @@ from crystalflow.crystals.batch import CrystalBatch
 from crystalflow.flow_checkpoints import TaskFlow, rebuild_flow
 from crystalflow.losses import LossOutput, cfm_loss
 from crystalflow.manifolds import Euclidean, FlatTorus, LatticeChart
-from crystalflow.models import Conditions
+from crystalflow.models.conditions import Conditions
 from crystalflow.paths import GeodesicPath, ProductPath
 from crystalflow.solvers import integrate
 

@@ -18,7 +18,7 @@ from crystalflow.crystals.dataset import read_cif_table
 from crystalflow.composition import atom_types_for, check_trained_elements
 from crystalflow.csp import CSPFlow
 from crystalflow.errors import InputError
-from crystalflow.models import Conditions
+from crystalflow.models.conditions import Conditions
 from crystalflow.outputs import prepare_output_dir, write_samples
 from crystalflow.pretrained import load_pretrained
 from crystalflow.wyckoff_requests import MAX_TEMPLATES, templates_for  # noqa: F401 (re-exported)

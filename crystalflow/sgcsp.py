@@ -46,7 +46,7 @@ from crystalflow.crystals.batch import CrystalBatch
 from crystalflow.flow_checkpoints import TaskFlow, rebuild_flow
 from crystalflow.losses import LossOutput, cfm_loss
 from crystalflow.manifolds import Euclidean, FlatTorus, LatticeChart
-from crystalflow.models.sgnet import SGConditions
+from crystalflow.models.conditions import SGConditions
 from crystalflow.paths import GeodesicPath, WyckoffPath
 from crystalflow.solvers import integrate
 from crystalflow.symmetry import (

@@ -111,7 +111,7 @@ class RealNetwork(nn.Module):
         self.types = types
 
     def forward(self, frac, lattice, atoms, batch):  # noqa: D102 - see class docstring
-        from crystalflow.models.cspnet import Conditions
+        from crystalflow.models.conditions import Conditions
 
         num_atoms = torch.bincount(batch)
         nf = self.model.node_features(self.sym).index_select(0, atoms)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 
 from crystalflow.crystals.batch import CrystalBatch
-from crystalflow.models import Conditions
+from crystalflow.models.conditions import Conditions
 from crystalflow.pretrained import load_pretrained
 from crystalflow.symmetry import WyckoffTemplate
 

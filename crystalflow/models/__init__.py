@@ -1,8 +1,9 @@
 """Vector-field networks, chosen by name."""
 
-from crystalflow.models.cspnet import Conditions, CSPNet, CSPNetConfig
+from crystalflow.models.conditions import Conditions, SGConditions
+from crystalflow.models.cspnet import CSPNet, CSPNetConfig
 from crystalflow.models.e3nn_net import E3NNConfig, E3NNNet
-from crystalflow.models.sgnet import SGConditions, SGNet, SGNetConfig
+from crystalflow.models.sgnet import SGNet, SGNetConfig
 from crystalflow.models.dngnet import DNGNet, DNGNetConfig
 
 MODELS = {"cspnet": (CSPNet, CSPNetConfig), "sgnet": (SGNet, SGNetConfig), "e3nn": (E3NNNet, E3NNConfig),

@@ -19,6 +19,7 @@ from torch_geometric.utils import scatter
 
 from crystalflow.crystals.crystal import MAX_ATOMIC_NUM
 from crystalflow.crystals.graph import fully_connected_edges
+from crystalflow.models.conditions import Conditions
 
 
 @dataclass(frozen=True)
@@ -35,23 +36,6 @@ class CSPNetConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class Conditions:
-    """What the network is told besides the noisy state.
-
-    Attributes:
-        atom_types: ``[N]`` atomic numbers; batch: ``[N]`` crystal of each atom;
-        num_atoms: ``[B]`` atoms per crystal.
-        node_features: optional ``[N, cond_dim]`` extra per-atom conditioning (space-group
-            conditioned flows put their symmetry embeddings here).
-    """
-
-    atom_types: torch.Tensor
-    batch: torch.Tensor
-    num_atoms: torch.Tensor
-    node_features: torch.Tensor | None = None
 
 
 def sinusoidal_time(t: torch.Tensor, dim: int) -> torch.Tensor:

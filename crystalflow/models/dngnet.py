@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from crystalflow.crystals.crystal import MAX_ATOMIC_NUM
-from crystalflow.models.sgnet import SGConditions, SGNet, SGNetConfig
+from crystalflow.models.conditions import SGConditions
+from crystalflow.models.sgnet import SGNet, SGNetConfig
 
 __all__ = ["DNGNet", "DNGNetConfig", "MASK_TOKEN"]
 

@@ -41,7 +41,8 @@ from crystalflow.crystals.crystal import MAX_ATOMIC_NUM
 from crystalflow.crystals.lattice import lattice_matrix_to_params, lattice_params_to_matrix
 from crystalflow.crystals.neighbors import PeriodicGraph, periodic_radius_graph
 from crystalflow.manifolds.lattice import params_to_unconstrained, unconstrained_to_params
-from crystalflow.models.cspnet import Conditions, sinusoidal_time
+from crystalflow.models.conditions import Conditions
+from crystalflow.models.cspnet import sinusoidal_time
 
 #: Hermite's constant bound: the shortest vector of a 3D lattice is at most this times V^(1/3)
 HERMITE3 = 2.0 ** (1.0 / 6.0)

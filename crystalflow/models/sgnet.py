@@ -14,14 +14,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from crystalflow.models.cspnet import Conditions, CSPNet, CSPNetConfig
-
-
-@dataclass(frozen=True)
-class SGConditions(Conditions):
-    """:class:`Conditions` plus the batch's :class:`~crystalflow.symmetry.SymmetryBatch`."""
-
-    symmetry: object = None
+from crystalflow.models.conditions import Conditions, SGConditions
+from crystalflow.models.cspnet import CSPNet, CSPNetConfig
 
 
 @dataclass(frozen=True)
