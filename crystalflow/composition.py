@@ -74,7 +74,7 @@ def atom_types_for(
     """
     comp = parse_composition(formula)
     if num_atoms is not None and formula_units is not None:
-        raise InputError("give --num-atoms or --formula-units, not both")
+        raise InputError("give num_atoms or formula_units, not both", parameters=("num_atoms", "formula_units"))
     with warnings.catch_warnings():  # pymatgen warns on noble gases' missing electronegativity
         warnings.simplefilter("ignore", UserWarning)
         reduced, _ = comp.get_reduced_composition_and_factor()
@@ -87,7 +87,7 @@ def atom_types_for(
         comp = reduced * (num_atoms // per_unit)
     elif formula_units is not None:
         if formula_units < 1:
-            raise InputError("--formula-units must be >= 1")
+            raise InputError("formula_units must be >= 1", parameters=("formula_units",))
         comp = reduced * formula_units
     types: list[int] = []
     for el, amt in sorted(comp.items(), key=lambda kv: kv[0].Z):

@@ -66,9 +66,10 @@ def _init_checkpoint(options: CrystalTrainOptions, task: str) -> Checkpoint | No
 
     ck = load_checkpoint(resolve_checkpoint(options.init_from, task))
     if ck.task != task:
-        raise InputError(f"--init-from needs a {task} checkpoint, got task {ck.task!r}")
+        raise InputError(f"init_from needs a {task} checkpoint, got task {ck.task!r}", parameters=("init_from",))
     if options.model is not None and options.model != ck.model_name:
-        raise InputError(f"--init-from checkpoint holds model {ck.model_name!r}, not --model {options.model}")
+        raise InputError(f"init_from checkpoint holds model {ck.model_name!r}, not model {options.model}",
+                         parameters=("init_from", "model"))
     check_size_matches(ck.model_config, options.hidden, options.layers)  # never ignored silently
     return ck
 
@@ -152,7 +153,7 @@ def load_symmetric_data(options: CrystalTrainOptions, progress: bool) -> TrainDa
     from crystalflow.crystals.symmetric import SymmetricDataset, load_symmetric_split
 
     if options.data is not None:
-        raise InputError("--data trains the P1 CSP flow only (--task csp)")
+        raise InputError("data trains the P1 CSP flow only (task csp)", parameters=("data", "task"))
     train_set = load_symmetric_split(options.dataset, "train", options.data_dir, progress=progress)
     if DATASETS[options.dataset]["train"] == DATASETS[options.dataset]["val"]:
         val_set = load_symmetric_split(options.dataset, "val", options.data_dir, progress=progress)
@@ -180,7 +181,7 @@ def build_sgcsp(data: TrainData, options: CrystalTrainOptions) -> Built:
 
     name = options.model or "sgnet"
     if name != "sgnet":
-        raise InputError("--task sgcsp needs --model sgnet")
+        raise InputError("task sgcsp needs model sgnet", parameters=("task", "model"))
     init = _init_checkpoint(options, "sgcsp")
     if init is not None:
         chart = LatticeChart.from_state_dict(init.stats["lattice_chart"])
@@ -217,19 +218,20 @@ def build_dng(data: TrainData, options: CrystalTrainOptions) -> Built:
 
     name = options.model or "dngnet"
     if name != "dngnet":
-        raise InputError("--task dng needs --model dngnet")
+        raise InputError("task dng needs model dngnet", parameters=("task", "model"))
     chart = family_lattice_chart(data.train.lattice, data.train.space_groups)
     allowed = torch.zeros(NUM_TYPES, dtype=torch.bool)
     allowed[data.train.atom_types.unique()] = True
     if options.init_from:
         ck = load_checkpoint(resolve_checkpoint(options.init_from, "sgcsp"))
         if ck.task != "sgcsp":
-            raise InputError(f"--init-from needs an sgcsp checkpoint, got task {ck.task!r}")
+            raise InputError(f"init_from needs an sgcsp checkpoint, got task {ck.task!r}", parameters=("init_from",))
         check_size_matches(ck.model_config, options.hidden, options.layers)  # the trunk is the checkpoint's
         model = build_model(name, dict(ck.model_config))  # DNGNetConfig is SGNet's
         missing, unexpected = model.load_state_dict(ck.weights, strict=False)
         if unexpected or any(not k.startswith("type_head") for k in missing):
-            raise InputError(f"--init-from weights do not fit: missing {missing}, unexpected {unexpected}")
+            raise InputError(f"init_from weights do not fit: missing {missing}, unexpected {unexpected}",
+                             parameters=("init_from",))
     else:
         model = build_model(name, default_size(name, options.hidden, options.layers))
     weight = 0.5 if options.lattice_weight is None else options.lattice_weight

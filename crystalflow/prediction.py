@@ -81,7 +81,7 @@ def predict(
         pymatgen Structures.
     """
     if num_samples < 1:
-        raise InputError("--num-samples must be >= 1")
+        raise InputError("num_samples must be >= 1", parameters=("num_samples",))
     types = atom_types_for(composition, num_atoms, formula_units)
     if not p1:
         from collections import Counter
@@ -125,7 +125,7 @@ def predict_from_csv(
     Malformed rows are skipped with a warning; InputError when no row is left.
     """
     if num_samples < 1:
-        raise InputError("--num-samples must be >= 1")
+        raise InputError("num_samples must be >= 1", parameters=("num_samples",))
     table = read_cif_table(csv_path)
     if limit is not None:
         table = table.iloc[:limit]
@@ -195,7 +195,7 @@ def predict_with_space_group(
     in training are refused unless ``allow_unseen``.
     """
     if num_samples < 1:
-        raise InputError("--num-samples must be >= 1")
+        raise InputError("num_samples must be >= 1", parameters=("num_samples",))
     flow, ckpt = load_pretrained(checkpoint, task="sgcsp")
     check_trained_elements(atom_types_for(composition), ckpt.stats, allow_unseen=allow_unseen)
     max_atoms = ckpt.stats.get("max_atoms")
@@ -257,7 +257,7 @@ def predict_from_csv_with_space_group(
     from crystalflow.crystals.symmetric import SymmetricDataset
 
     if num_samples < 1:
-        raise InputError("--num-samples must be >= 1")
+        raise InputError("num_samples must be >= 1", parameters=("num_samples",))
     flow, ckpt = load_pretrained(checkpoint, task="sgcsp")
     # the same analysis as training data (cached on disk by file content, so a second run or a
     # larger --limit of an analysed split costs nothing); unanalysable rows are skipped with a warning

@@ -226,6 +226,9 @@ def train(
         validate: returns a score to maximise (e.g. a match rate); called with EMA weights loaded,
             on rank 0 only.
         resume: continue from ``out_dir/last.pt``.
+
+    Raises:
+        CheckpointError: ``resume`` without a ``last.pt`` with training state.
         dist_info: this process's place in a data-parallel job (:func:`crystalflow.distributed.setup`);
             default: one process on the model's device.
     """
@@ -253,7 +256,7 @@ def _train(flow: Flow, train_set: CrystalDataset, config: TrainConfig, out_dir: 
     if resume:
         last = out / "last.pt"
         if not last.exists():
-            raise CheckpointError(f"--resume given but {last} does not exist")
+            raise CheckpointError(f"resume given but {last} does not exist", parameters=("resume",))
         ck = load_checkpoint(last)
         if not ck.train_state:
             raise CheckpointError(f"{last} has no training state to resume from")

@@ -27,7 +27,8 @@ def _parse_wyckoff(spec: str, space_group: int) -> list[tuple[str | None, str]]:
 
     items = [x for x in re.split(r"[,\s]+", spec.strip()) if x]
     if not items:
-        raise InputError("--wyckoff is empty; give letters such as '4a,4b' or 'Na:4a,Cl:4b'")
+        raise InputError("wyckoff is empty; give letters such as '4a,4b' or 'Na:4a,Cl:4b'",
+                         parameters=("wyckoff",))
     out = []
     for item in items:
         m = re.fullmatch(r"(?:([A-Z][a-z]?):)?(\d*)([a-zA-Z])", item)

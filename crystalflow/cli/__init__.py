@@ -50,6 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: library parameters whose command-line flag is not ``--`` + the name with dashes
+FLAGS = {"out_dir": "--out", "allow_unseen": "--allow-unseen-elements"}
+
+
+def flag_message(exc: BaseException) -> str:
+    """The message of a library error with the parameters it names (``exc.parameters``, see
+    :class:`crystalflow.errors.CrystalflowError`) written as this command line's flags:
+    ``num_samples must be >= 1`` becomes ``--num-samples must be >= 1``."""
+    import re
+
+    text = str(exc)
+    for name in getattr(exc, "parameters", ()):
+        flag = FLAGS.get(name, "--" + name.replace("_", "-"))
+        text = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag, text)
+    return text
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings of a command: one line ``warning: ...`` on stderr (never on stdout, which may
     carry ``--json``), without the source line Python shows by default."""
@@ -72,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = _show_warning
             return int(args.func(args) or 0)
     except CrystalflowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {flag_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

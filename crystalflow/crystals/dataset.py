@@ -48,7 +48,7 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """
     chosen = data_dir if data_dir is not None else os.environ.get("CRYSTALFLOW_DATA")
     if not chosen:
-        raise DataError("no data directory: pass --data-dir DIR or set CRYSTALFLOW_DATA")
+        raise DataError("no data directory: give data_dir or set CRYSTALFLOW_DATA", parameters=("data_dir",))
     path = Path(chosen).expanduser()
     if not path.is_dir():
         raise DataError(f"data directory does not exist: {path}")

@@ -48,8 +48,9 @@ def check_size_matches(config: dict, hidden: int | None, layers: int | None) -> 
     for key, given in (("hidden", hidden), ("layers", layers)):
         kept = config.get(key)
         if given is not None and given != kept:
-            raise InputError(f"--{key} {given} differs from the --init-from checkpoint's {kept}; "
-                             f"the checkpoint's network size is kept (drop --{key})")
+            raise InputError(f"{key} {given} differs from the init_from checkpoint's {kept}; "
+                             f"the checkpoint's network size is kept (drop {key})",
+                             parameters=(key, "init_from"))
 
 
 def build_model(name: str, config: dict | None = None):

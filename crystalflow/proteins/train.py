@@ -93,7 +93,8 @@ def build_protein(data: TrainData, options: ProteinTrainOptions) -> Built:
     if init is not None:
         model_config = FrameNetConfig(**init.model_config)
         if init.task_config.get("trans_scale", options.flow_config.trans_scale) != options.flow_config.trans_scale:
-            raise InputError("--init-from checkpoint uses another translation unit (trans_scale)")
+            raise InputError("init_from checkpoint uses another translation unit (trans_scale)",
+                             parameters=("init_from",))
     model = FrameNet(model_config)
     if init is not None:
         model.load_state_dict(init.weights, strict=True)
@@ -116,6 +117,6 @@ def init_checkpoint(path_or_name: str | os.PathLike | None) -> Checkpoint | None
         return None
     ck = load_checkpoint(resolve_protein_checkpoint(path_or_name))
     if ck.task != "protein" or ck.model_name != MODEL_NAME:
-        raise InputError(f"--init-from needs a protein checkpoint, got task {ck.task!r} "
-                         f"(model {ck.model_name!r})")
+        raise InputError(f"init_from needs a protein checkpoint, got task {ck.task!r} "
+                         f"(model {ck.model_name!r})", parameters=("init_from",))
     return ck
