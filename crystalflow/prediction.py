@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -14,7 +13,7 @@ from tqdm.auto import tqdm
 
 from crystalflow.crystals.batch import CrystalBatch, batch_index
 from crystalflow.crystals.crystal import Crystal
-from crystalflow.crystals.dataset import read_cif_table
+from crystalflow.crystals.dataset import SkippedRow, read_cif_table
 from crystalflow.composition import atom_types_for, check_trained_elements
 from crystalflow.csp import CSPFlow
 from crystalflow.errors import InputError
@@ -99,16 +98,30 @@ def predict(
     return [c.to_structure() for c in crystals]
 
 
+class NoUsableRows(InputError):
+    """No row of a CSV can be predicted; ``skipped_rows`` gives each row's reason."""
+
+    def __init__(self, message: str, skipped_rows: tuple[SkippedRow, ...]) -> None:
+        super().__init__(message)
+        self.skipped_rows = skipped_rows
+
+
 @dataclass(frozen=True)
 class BatchPrediction:
-    """Summary of a CSV prediction run: counts, the folder, and one summary row per written
-    file (:data:`crystalflow.outputs.CHECKED_COLUMNS`, also in ``out_dir/summary.csv``)."""
+    """Summary of a CSV prediction run: counts, the folder, one summary row per written file
+    (:data:`crystalflow.outputs.CHECKED_COLUMNS`, also in ``out_dir/summary.csv``) and the rows
+    left out with their reasons (``skipped_rows``; nothing is warned, the caller reports them)."""
 
     written: int
     rows: int
-    skipped: int
     out_dir: Path
     summary: tuple[dict, ...] = ()
+    skipped_rows: tuple[SkippedRow, ...] = ()
+
+    @property
+    def skipped(self) -> int:
+        """Number of rows left out."""
+        return len(self.skipped_rows)
 
 
 def predict_from_csv(
@@ -122,34 +135,33 @@ def predict_from_csv(
     Writes ``<material_id>.cif`` (``num_samples == 1``) or ``<material_id>_<k>.cif``, k < K, and
     ``summary.csv`` with each file's check into ``out_dir``, which must be new or empty
     (``overwrite``: :func:`crystalflow.outputs.prepare_output_dir`; checked before sampling).
-    Malformed rows are skipped with a warning; InputError when no row is left.
+    Malformed rows and rows larger than the checkpoint's cells are skipped (``skipped_rows`` of
+    the result); InputError when no row is left.
     """
     if num_samples < 1:
         raise InputError("num_samples must be >= 1", parameters=("num_samples",))
     table = read_cif_table(csv_path)
     if limit is not None:
         table = table.iloc[:limit]
+    flow, ckpt = load_pretrained(checkpoint, task="csp")
+    max_atoms = ckpt.stats.get("max_atoms")
     ids: list[str] = []
     types_list: list[list[int]] = []
-    skipped = 0
+    skipped: list[SkippedRow] = []
     for mid, cif in zip(table["material_id"], table["cif"]):
         try:
             c = Crystal.from_cif_string(cif, niggli=False, material_id=mid)
         except InputError as exc:
-            warnings.warn(f"skipping row {mid}: {exc}")
-            skipped += 1
+            skipped.append(SkippedRow(str(mid), str(exc)))
+            continue
+        if max_atoms is not None and c.num_atoms > max_atoms:
+            skipped.append(SkippedRow(str(mid), f"{c.num_atoms} atoms, more than this checkpoint "
+                                                f"supports ({max_atoms})"))
             continue
         ids.append(str(mid))
         types_list.append(sorted(c.atom_types.tolist()))
-    flow, ckpt = load_pretrained(checkpoint, task="csp")
-    max_atoms = ckpt.stats.get("max_atoms")
-    keep = [i for i, t in enumerate(types_list) if max_atoms is None or len(t) <= max_atoms]
-    if len(keep) < len(types_list):
-        warnings.warn(f"skipping {len(types_list) - len(keep)} rows with more than {max_atoms} atoms")
-        skipped += len(types_list) - len(keep)
-        ids, types_list = [ids[i] for i in keep], [types_list[i] for i in keep]
     if not ids:
-        raise InputError(f"no row of {csv_path} can be predicted ({skipped} skipped)")
+        raise NoUsableRows(f"no row of {csv_path} can be predicted ({len(skipped)} skipped)", tuple(skipped))
     out = prepare_output_dir(out_dir, overwrite=overwrite)
 
     def structures(k: int) -> Iterator[Structure]:
@@ -158,8 +170,8 @@ def predict_from_csv(
         return (crystal.to_structure() for crystal in crystals)
 
     rows = write_samples(out, ids, num_samples, structures, [None] * len(ids))
-    return BatchPrediction(written=len(rows), rows=len(table), skipped=skipped, out_dir=out,
-                           summary=tuple(rows))
+    return BatchPrediction(written=len(rows), rows=len(table), out_dir=out, summary=tuple(rows),
+                           skipped_rows=tuple(skipped))
 
 
 # -- space-group conditioned prediction (task ``sgcsp``; templates: crystalflow.wyckoff_requests) --
@@ -251,7 +263,7 @@ def predict_from_csv_with_space_group(
     The condition comes from spglib analysis of the row's CIF (``symprec`` 0.1, the ground-truth
     template of the field's benchmark); outputs are conventional cells, named like
     :func:`predict_from_csv`, each checked against its row's space group (summary.csv). Rows
-    spglib cannot analyse, or too large for the checkpoint, are skipped with a warning.
+    spglib cannot analyse, or too large for the checkpoint, are skipped (``skipped_rows``).
     ``workers`` processes analyse the rows (the analysis is cached).
     """
     from crystalflow.crystals.symmetric import SymmetricDataset
@@ -260,23 +272,22 @@ def predict_from_csv_with_space_group(
         raise InputError("num_samples must be >= 1", parameters=("num_samples",))
     flow, ckpt = load_pretrained(checkpoint, task="sgcsp")
     # the same analysis as training data (cached on disk by file content, so a second run or a
-    # larger --limit of an analysed split costs nothing); unanalysable rows are skipped with a warning
+    # larger limit of an analysed split costs nothing); unanalysable rows come back as skipped_rows
     data = SymmetricDataset.from_csv(csv_path, symprec=symprec, limit=limit, progress=progress,
-                                     workers=workers)
+                                     workers=workers, warn=False)
     max_atoms = ckpt.stats.get("max_atoms")
     ids, templates = [], []
-    skipped = data.skipped
+    skipped = list(data.skipped_rows)
     for mid, template in zip(data.material_ids, data.templates):
         if max_atoms is not None and template.num_atoms > max_atoms:
-            warnings.warn(f"skipping row {mid}: {template.num_atoms} atoms in the conventional "
-                          f"cell, more than this checkpoint supports ({max_atoms})")
-            skipped += 1
+            skipped.append(SkippedRow(str(mid), f"{template.num_atoms} atoms in the conventional cell, "
+                                                f"more than this checkpoint supports ({max_atoms})"))
             continue
         ids.append(str(mid))
         templates.append(template)
 
     if not ids:
-        raise InputError(f"no row of {csv_path} can be predicted ({skipped} skipped)")
+        raise NoUsableRows(f"no row of {csv_path} can be predicted ({len(skipped)} skipped)", tuple(skipped))
     out = prepare_output_dir(out_dir, overwrite=overwrite)
 
     def structures(k: int) -> list[Structure]:
@@ -284,5 +295,5 @@ def predict_from_csv_with_space_group(
                                            seed=seed + k, batch_size=batch_size, progress=progress)
 
     rows = write_samples(out, ids, num_samples, structures, [t.space_group for t in templates])
-    return BatchPrediction(written=len(rows), rows=len(data) + data.skipped, skipped=skipped,
-                           out_dir=out, summary=tuple(rows))
+    return BatchPrediction(written=len(rows), rows=len(data) + data.skipped, out_dir=out,
+                           summary=tuple(rows), skipped_rows=tuple(skipped))

@@ -70,6 +70,19 @@ def cache_file_for(path: Path, tag: str, kind: str = "") -> Path:
 
 
 @dataclass(frozen=True)
+class SkippedRow:
+    """A row (or file) of the input that was left out, and why: returned as data, so the caller
+    decides how to report it (the command line prints ``warning: skipping row ID: REASON``).
+
+    Attributes:
+        row: the row's ``material_id`` (or file name); reason: one line.
+    """
+
+    row: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class CrystalDataset:
     """Crystals stored as concatenated tensors (indexable, collatable).
 

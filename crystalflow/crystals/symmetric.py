@@ -14,6 +14,7 @@ the collated :class:`SymmetryBatch` of those crystals.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import warnings
@@ -28,7 +29,7 @@ from crystalflow.cache import read_torch_cache
 from crystalflow.crystals.batch import CrystalBatch
 from crystalflow.crystals.crystal import MAX_ATOMIC_NUM, structure_from_cif
 from crystalflow.crystals.dataset import (
-    DATASETS, HELD_OUT, cache_file_for, read_cif_table, resolve_data_dir,
+    DATASETS, HELD_OUT, SkippedRow, cache_file_for, read_cif_table, resolve_data_dir,
 )
 from crystalflow.errors import DataError, InputError
 from crystalflow.symmetry import (
@@ -86,7 +87,8 @@ class SymmetricDataset:
     Attributes:
         frac: ``[N, 3]`` float64 idealised coordinates (layout order); lattice: ``[B, 6]`` float64
         (family-constrained); atom_types: ``[N]`` int64; num_atoms: ``[B]`` int64;
-        templates: B :class:`WyckoffTemplate`; material_ids: B ids; skipped: rows that failed.
+        templates: B :class:`WyckoffTemplate`; material_ids: B ids; skipped: rows that failed;
+        skipped_rows: those rows and their reasons (:class:`~crystalflow.crystals.dataset.SkippedRow`).
     """
 
     frac: torch.Tensor
@@ -96,6 +98,7 @@ class SymmetricDataset:
     templates: tuple[WyckoffTemplate, ...]
     material_ids: tuple[str, ...]
     skipped: int = 0
+    skipped_rows: tuple[SkippedRow, ...] = ()
     _layouts: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -174,19 +177,19 @@ class SymmetricDataset:
     @classmethod
     def from_csv(cls, path: str | os.PathLike, *, symprec: float = DEFAULT_SYMPREC,
                  workers: int = 1, progress: bool = True, use_cache: bool = True,
-                 limit: int | None = None) -> "SymmetricDataset":
+                 limit: int | None = None, warn: bool = True) -> "SymmetricDataset":
         """Analyse a CDVAE-layout CSV (gzip ok), using the on-disk cache when it is fresh.
 
-        Rows spglib cannot analyse are skipped with a warning (repeated on cache hits) and
-        counted in ``skipped``.
+        Rows spglib cannot analyse are skipped, listed in ``skipped_rows`` (also on cache hits)
+        and counted in ``skipped``; with ``warn`` each also gives a warning.
         """
         path = Path(path)
         cache_file = cache_file_for(path, f"{symprec}|{limit}|sym{_CACHE_VERSION}", kind="sym")
         cached = read_torch_cache(cache_file, lambda blob: (cls._from_blob(blob), blob)) if use_cache else None
         if cached is not None:
-            for mid, reason in cached[1].get("problems", []):  # warn as the first analysis did
-                warnings.warn(f"skipping row {mid}: {reason}")
-            return cached[0]
+            rows = tuple(SkippedRow(str(mid), str(reason)) for mid, reason in cached[1].get("problems", []))
+            _warn_skipped(rows, warn)  # as the first analysis did
+            return dataclasses.replace(cached[0], skipped_rows=rows)
         table = read_cif_table(path)
         if limit is not None:
             table = table.iloc[:limit]
@@ -202,7 +205,7 @@ class SymmetricDataset:
                 if progress and (k + 1) % 1000 == 0:
                     print(f"analysed {k + 1}/{len(args)} rows of {path.name} "
                           f"({time.time() - t0:.0f} s)", flush=True)
-        ds, problems = cls._from_results([str(m) for m in table["material_id"]], results, path)
+        ds, problems = cls._from_results([str(m) for m in table["material_id"]], results, path, warn)
         if use_cache:
             from crystalflow.checkpoint import torch_save_atomic
 
@@ -230,16 +233,16 @@ class SymmetricDataset:
         return cls._from_results([p.stem for p in files], results, folder)[0]
 
     @classmethod
-    def _from_results(cls, ids: Sequence[str], results: Sequence, source: Path
+    def _from_results(cls, ids: Sequence[str], results: Sequence, source: Path, warn: bool = True
                       ) -> tuple["SymmetricDataset", list[tuple[str, str]]]:
-        """Collate :func:`_analyze_row` results (a reason string for a failed row, skipped with
-        a warning) into a dataset; also returns the ``(id, reason)`` of the skipped rows."""
+        """Collate :func:`_analyze_row` results (a reason string for a failed row, skipped and
+        listed in ``skipped_rows``, with a warning if ``warn``) into a dataset; also returns the
+        ``(id, reason)`` of the skipped rows."""
         fracs, lats, types, nums, templates, mids = [], [], [], [], [], []
         problems = []
         for mid, res in zip(ids, results):
             if isinstance(res, str):
                 problems.append((str(mid), res))
-                warnings.warn(f"skipping row {mid}: {res}")
                 continue
             sg, letters, orbit_types, lattice, frac, atom_types, _ = res
             templates.append(WyckoffTemplate(int(sg), tuple(letters), tuple(orbit_types)))
@@ -248,11 +251,13 @@ class SymmetricDataset:
             types.append(torch.as_tensor(atom_types, dtype=torch.long))
             nums.append(len(atom_types))
             mids.append(str(mid))
+        skipped_rows = tuple(SkippedRow(mid, reason) for mid, reason in problems)
+        _warn_skipped(skipped_rows, warn)
         if not templates:
             raise DataError(f"no row of {source} could be analysed")
         ds = cls(frac=torch.cat(fracs), lattice=torch.stack(lats), atom_types=torch.cat(types),
                  num_atoms=torch.tensor(nums, dtype=torch.long), templates=tuple(templates),
-                 material_ids=tuple(mids), skipped=len(problems))
+                 material_ids=tuple(mids), skipped=len(problems), skipped_rows=skipped_rows)
         return ds, problems
 
 
@@ -276,3 +281,10 @@ def load_symmetric_split(dataset: str, split: str, data_dir: str | os.PathLike |
         keep = [i for i, m in enumerate(ds.material_ids) if (m in held) == (split == "val")]
         ds = ds.subset(keep)
     return ds
+
+
+def _warn_skipped(rows: Sequence[SkippedRow], warn: bool) -> None:
+    """One ``skipping row ID: REASON`` warning per skipped row when ``warn``."""
+    if warn:
+        for r in rows:
+            warnings.warn(f"skipping row {r.row}: {r.reason}")

@@ -170,3 +170,19 @@ def test_train_loop_writes_sgcsp_checkpoint(tmp_path):
     res = train(flow, ds, TrainConfig(max_steps=4, batch_size=4, val_every=2, warmup_steps=1),
                 tmp_path, make_checkpoint=mk, resume=True, progress=False)
     assert load_checkpoint(tmp_path / "last.pt").train_state["step"] == 4
+
+
+def test_skipped_rows_come_back_as_data_not_warnings(tiny_csv, tiny_checkpoint, tmp_path):
+    """The library reports the unreadable row in ``skipped_rows`` (with its reason) and warns
+    nothing; the command line prints it (test above)."""
+    import warnings
+
+    from crystalflow.prediction import predict_from_csv_with_space_group
+
+    path, ds = tiny_csv
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = predict_from_csv_with_space_group(path, tmp_path / "out", steps=2, checkpoint=tiny_checkpoint,
+                                                progress=False)
+    assert [r.row for r in res.skipped_rows] == ["bad"] and res.skipped == 1
+    assert res.skipped_rows[0].reason and res.written == len(ds)
