@@ -25,7 +25,7 @@ restricted per crystal (a chemical system).
 from __future__ import annotations
 
 import collections
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -55,7 +55,7 @@ from crystalflow.symmetry import (
 from crystalflow.symmetry.groups import check_space_group_number
 from crystalflow.symmetry.wyckoff import wyckoff_position
 
-__all__ = ["DNGConfig", "DNGFlow", "Skeleton", "SkeletonDistribution", "NUM_TYPES"]
+__all__ = ["DNGConfig", "DNGFlow", "DNGSampling", "Skeleton", "SkeletonDistribution", "NUM_TYPES"]
 
 #: size of the type vocabulary: 0 (mask) and atomic numbers 1..MAX_ATOMIC_NUM
 NUM_TYPES = MAX_ATOMIC_NUM + 1
@@ -162,6 +162,25 @@ class SkeletonDistribution:
         return [self.skeletons[i] for i in idx.tolist()]
 
 
+@dataclass(frozen=True)
+class DNGSampling:
+    """The fixed parts of one :meth:`DNGFlow.sample` call, handed to its ``steer`` hook.
+
+    Attributes:
+        flow: the flow being sampled.
+        sym: the batch's symmetry layout (one crystal per skeleton).
+        field: ``(state, t [0-dim]) -> JointField``: one network call with the call's element
+            restriction and type temperature (velocities of ``frac`` / ``lattice`` and the
+            ``types`` posterior ``[M, NUM_TYPES]``).
+        dtype: float dtype of the returned batch.
+    """
+
+    flow: "DNGFlow"
+    sym: SymmetryBatch
+    field: Callable[[dict, torch.Tensor], JointField]
+    dtype: torch.dtype
+
+
 class DNGFlow(TaskFlow):
     """Joint flow over Wyckoff parameters, lattice and per-orbit atom types.
 
@@ -256,6 +275,7 @@ class DNGFlow(TaskFlow):
         self, skeletons: Sequence[Skeleton], *, allowed: torch.Tensor | None = None,
         steps: int | None = None, generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu", callback=None,
+        steer: Callable[[dict, float, DNGSampling], dict | None] | None = None,
     ) -> CrystalBatch:
         """Generate one crystal per skeleton.
 
@@ -266,6 +286,9 @@ class DNGFlow(TaskFlow):
             steps: joint Euler steps (default: config).
             generator: seeds the prior and the discrete jumps.
             callback: ``callback(state, t)`` after every step.
+            steer: ``steer(state, t, DNGSampling)`` after every step (after ``callback``); a
+                returned state (same fields and layout) replaces the current one, e.g. resampled
+                particles (:mod:`crystalflow.steering`). ``None`` (default): plain sampling.
 
         Returns:
             Conventional cells as a CrystalBatch (lattice as parameters, ``symmetry`` set).
@@ -296,8 +319,17 @@ class DNGFlow(TaskFlow):
             return JointField(velocities=v, posteriors={"types": torch.softmax(logits, -1)})
 
         project = (lambda s: self.csp.project(s, sym)) if self.config.symmetrize else None
+        hook = callback
+        if steer is not None:
+            context = DNGSampling(self, sym, field, dtype)
+
+            def hook(s: dict, t: float) -> dict | None:
+                if callback is not None:
+                    callback(s, t)
+                return steer(s, t, context)
+
         out = integrate(field, state, self.csp.manifolds, steps, discrete={"types": path},
-                        generator=generator, project=project, callback=callback)
+                        generator=generator, project=project, callback=hook)
         return self.csp.to_batch(out, out["types"].index_select(0, sym.orbit), sym, dtype)
 
 

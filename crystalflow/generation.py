@@ -167,9 +167,12 @@ RETRY_CANDIDATES = 2
 def generate_crystals(
     flow, dist, num: int, *, space_group: int | None = None, elements: tuple[int, ...] | None = None,
     num_atoms: int | None = None, steps: int | None = None, seed: int = 0, batch_size: int = 128,
-    retries: int = 3, device: str | torch.device = "cpu", progress: bool = False,
+    retries: int = 3, device: str | torch.device = "cpu", progress: bool = False, sampler=None,
 ) -> GeneratedSet:
     """Sample ``num`` crystals with a loaded DNG flow and its skeleton distribution.
+
+    ``sampler`` replaces ``flow.sample`` (same signature, one crystal per skeleton, e.g. a
+    reward-steered :class:`crystalflow.steering.SteeredSampler`).
 
     Every crystal is checked (:func:`crystalflow.checks.check_structure`). Up to ``retries``
     rounds then re-sample, in batches, with :data:`RETRY_CANDIDATES` freshly drawn skeletons each
@@ -225,7 +228,8 @@ def generate_crystals(
             idx = slots[lo:lo + batch_size]
             batch_skeletons = [skeletons[i] if not attempt else drawn[lo + j] for j, i in enumerate(idx)]
             allowed = None if restrict is None else restrict[None].expand(len(idx), -1)
-            res = flow.sample(batch_skeletons, allowed=allowed, steps=steps, generator=gen, device=device)
+            res = (sampler or flow.sample)(batch_skeletons, allowed=allowed, steps=steps, generator=gen,
+                                           device=device)
             orbit = res.symmetry.orbit.cpu()
             starts = torch.cat([torch.zeros(1, dtype=torch.long), res.symmetry.num_orbits.cumsum(0)])
             atom_starts = torch.cat([torch.zeros(1, dtype=torch.long), res.num_atoms.cpu().cumsum(0)])

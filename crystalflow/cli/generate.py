@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from crystalflow.cli._checks import nonnegative_int, positive_int
+from crystalflow.cli._checks import fraction, nonnegative_int, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +35,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=positive_int, help="torch CPU threads")
     p.add_argument("--json", action="store_true",
                    help="print the summary as JSON lines on stdout (notes go to stderr)")
+    s = p.add_argument_group("steering and relaxation (crystalflow.steering, crystalflow.rewards)")
+    s.add_argument("--steer", choices=("best-of-n", "smc"),
+                   help="spend more sampling compute on lower reward (default reward: unrelaxed CHGNet "
+                        "energy above the bundled MP-20 CHGNet hull): best-of-n keeps the best of "
+                        "--particles samples; smc resamples the particles at --resample-at times "
+                        "(Feynman-Kac steering) and keeps the best")
+    s.add_argument("--particles", type=positive_int, help="particles per structure (default 4; with --steer)")
+    s.add_argument("--resample-at", type=fraction, nargs="+", metavar="T",
+                   help="smc resampling times in (0, 1) (default 0.5); reward calls per structure: "
+                        "particles x (number of times + 1)")
+    s.add_argument("--steer-temperature", type=positive_float,
+                   help="temperature of the smc weights exp(-reward / T), eV/atom (default 0.1)")
+    s.add_argument("--relax", action="store_true",
+                   help="also relax every structure with CHGNet: OUT/relaxed/ gets the relaxed CIFs and "
+                        "stability.csv (energy, E_hull against the bundled CHGNet hull)")
+    s.add_argument("--relax-steps", type=positive_int, default=500, help="CHGNet FIRE steps (default 500)")
+    s.add_argument("--fmax", type=positive_float, default=0.1, help="relaxation force threshold, eV/A")
+    s.add_argument("--workers", type=positive_int, default=1, help="relaxation processes (default 1)")
     p.set_defaults(func=run)
 
 
@@ -59,12 +77,17 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    from crystalflow.steered_generation import make_sampler, relax_generated, steering_note
+
     flow, dist = _load(args.checkpoint, "cpu")
+    sampler = make_sampler(flow, args.steer, args.particles, args.resample_at, args.steer_temperature)
     select_skeletons(dist, flow.allowed, sg, elements, args.num_atoms)  # refuse a request before --out
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
+    relaxed_dir = prepare_output_dir(out / "relaxed", overwrite=args.overwrite) if args.relax else None
+    batch_size = args.batch_size if sampler is None else max(1, args.batch_size // sampler.config.particles)
     res = generate_crystals(flow, dist, args.num, space_group=sg, elements=elements,
                             num_atoms=args.num_atoms, steps=args.steps, seed=args.seed,
-                            batch_size=args.batch_size, retries=args.retries, progress=True)
+                            batch_size=batch_size, retries=args.retries, progress=True, sampler=sampler)
     rows = write_generated(res.crystals, out, res.checks)
     if args.json:
         for r in rows:
@@ -81,4 +104,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(res.repaired)} structure(s) needed the element-coverage fallback", file=notes)
     warn_failed_checks(rows, out)
     print(f"wrote {len(rows)} CIF files and summary.csv to {out}", file=notes)
+    if sampler is not None:
+        print(steering_note(sampler, args.steps or flow.config.steps), file=notes)
+    if relaxed_dir is not None:
+        print(relax_generated(res.crystals, relaxed_dir, steps=args.relax_steps, fmax=args.fmax,
+                              workers=args.workers), file=notes)
     return 0

@@ -106,7 +106,7 @@ def integrate(
     t0: float = 0.0,
     t1: float = 1.0,
     anti_annealing: Mapping[str, float] | None = None,
-    callback: Callable[[State, float], None] | None = None,
+    callback: Callable[[State, float], State | None] | None = None,
     project: ProjectFn | None = None,
     discrete: Mapping[str, MixturePath] | None = None,
     generator: torch.Generator | None = None,
@@ -123,6 +123,8 @@ def integrate(
         method: ``euler``, ``midpoint`` or ``rk4`` (``euler`` with categorical fields).
         anti_annealing: optional field -> slope (see :func:`anneal`).
         callback: called as ``callback(state, t)`` after every step (e.g. progress, checks).
+            It may return a new state of the same fields, which replaces the current one (the
+            steering hook: particle resampling, :mod:`crystalflow.steering`); ``None`` keeps it.
         project: optional map of the continuous state ``{field: [M_f, *point]}`` onto a
             constrained set, applied after every step and stage.
         discrete: categorical field -> mixture path, advanced by discrete Euler steps.
@@ -174,5 +176,7 @@ def integrate(
             new[k] = discrete_euler_step(x[k], post[k], path, t, h, generator)
         x = new
         if callback is not None:
-            callback(x, float(t) + h)
+            replaced = callback(x, float(t) + h)
+            if replaced is not None:
+                x = replaced
     return x

@@ -1,0 +1,157 @@
+"""Rewards for steered generation (:mod:`crystalflow.steering`): structures -> costs, lower is better.
+
+A reward is any callable ``reward(structures) -> sequence of floats`` (one per structure, lower is
+better; ``inf`` / ``nan`` count as the worst). The steering methods weight particles by
+``exp(-reward / temperature)`` and keep the lowest reward, so the reward's unit sets the scale of
+the temperature (eV/atom for the energies here).
+
+Bundled rewards:
+
+* :class:`HullEnergyReward` (the default): CHGNet static energy per atom of the structure *as
+  given* (no relaxation: the rewards score unrelaxed endpoint predictions inside the flow) minus
+  the bundled CHGNet hull (:mod:`crystalflow.metrics.hull`), i.e. an unrelaxed E_hull in eV/atom;
+* :class:`FormationEnergyReward`: ``|E_form - target|`` with the CHGNet formation energy per atom
+  against the hull's elemental references;
+* :class:`DensityReward` / :class:`VolumeReward`: ``|density - target|`` (g/cm^3) or
+  ``|volume per atom - target|`` (A^3), no CHGNet.
+
+Every bundled reward adds :data:`CLASH_PENALTY` to structures with two atoms closer than
+``min_distance`` (0.5 A, the structural validity cut-off): an energy model is not trustworthy
+there, and such structures are invalid anyway. Structures a reward cannot score (CHGNet fails,
+an element outside the hull) get :data:`FAILURE_REWARD`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from pymatgen.core import Structure
+
+__all__ = ["CLASH_PENALTY", "FAILURE_REWARD", "DensityReward", "FormationEnergyReward", "HullEnergyReward",
+           "Reward", "VolumeReward", "min_distance"]
+
+#: a reward: structures -> one cost per structure (lower is better)
+Reward = Callable[[Sequence[Structure]], Sequence[float]]
+#: added to the reward of a structure with atoms closer than ``min_distance``
+CLASH_PENALTY = 5.0
+#: the reward of a structure that could not be scored
+FAILURE_REWARD = 10.0
+
+
+def min_distance(structure: Structure) -> float:
+    """Shortest interatomic distance (A, periodic images included; ``inf`` for one atom and a
+    large cell)."""
+    if len(structure) < 2:
+        lat = structure.lattice
+        return float(min(lat.abc)) if len(structure) else math.inf
+    d = structure.distance_matrix
+    np.fill_diagonal(d, np.inf)
+    return float(min(d.min(), *structure.lattice.abc))
+
+
+def _clash(structures: Sequence[Structure], cutoff: float) -> list[float]:
+    return [CLASH_PENALTY if min_distance(s) < cutoff else 0.0 for s in structures]
+
+
+def _finite_or(value: float | None, default: float = FAILURE_REWARD) -> float:
+    return float(value) if value is not None and math.isfinite(value) else default
+
+
+@dataclass
+class HullEnergyReward:
+    """Unrelaxed CHGNet energy above the bundled hull (eV/atom), the default steering reward.
+
+    Attributes:
+        hull: the reference hull (default: :func:`crystalflow.metrics.hull.load_reference_hull`).
+        min_distance: clash cut-off (A).
+        batch_size: CHGNet batch size.
+        calls: CHGNet evaluations so far (one per structure; the compute budget).
+    """
+
+    hull: object | None = None
+    min_distance: float = 0.5
+    batch_size: int = 16
+    calls: int = field(default=0, init=False)
+
+    def _hull(self):
+        if self.hull is None:
+            from crystalflow.metrics.hull import load_reference_hull
+
+            self.hull = load_reference_hull()
+        return self.hull
+
+    def energies(self, structures: Sequence[Structure]) -> list[float | None]:
+        """CHGNet static energies per atom (``None`` on failure); counts the calls."""
+        from crystalflow.metrics.energy import static_energies
+
+        self.calls += len(structures)
+        return static_energies(list(structures), batch_size=self.batch_size, progress=False)
+
+    def score(self, structure: Structure, energy: float | None) -> float:
+        """Cost of one structure of CHGNet energy ``energy`` (eV/atom)."""
+        if energy is None:
+            return FAILURE_REWARD
+        try:
+            return _finite_or(self._hull().e_above_hull(structure.composition, energy).e_above_hull)
+        except Exception:  # degenerate hull of this chemical system
+            return FAILURE_REWARD
+
+    def __call__(self, structures: Sequence[Structure]) -> list[float]:
+        energies = self.energies(structures)
+        clash = _clash(structures, self.min_distance)
+        return [self.score(s, e) + c for s, e, c in zip(structures, energies, clash)]
+
+
+@dataclass
+class FormationEnergyReward(HullEnergyReward):
+    """``|E_form - target|`` (eV/atom), E_form the unrelaxed CHGNet formation energy per atom
+    against the hull's elemental references (a property target through the reward interface).
+
+    Attributes:
+        target: the wanted formation energy (eV/atom), e.g. ``-2.0``.
+    """
+
+    target: float = 0.0
+
+    def score(self, structure: Structure, energy: float | None) -> float:
+        if energy is None:
+            return FAILURE_REWARD
+        from pymatgen.analysis.phase_diagram import PDEntry
+
+        comp = structure.composition
+        chemsys = frozenset(el.symbol for el in comp.elements)
+        hull = self._hull()
+        if not chemsys <= hull.elements:
+            return FAILURE_REWARD
+        try:
+            e_form = hull.phase_diagram(chemsys).get_form_energy_per_atom(PDEntry(comp, energy * comp.num_atoms))
+        except Exception:
+            return FAILURE_REWARD
+        return _finite_or(abs(float(e_form) - self.target))
+
+
+@dataclass(frozen=True)
+class DensityReward:
+    """``|density - target|`` in g/cm^3 (no energy model)."""
+
+    target: float
+    min_distance: float = 0.5
+
+    def __call__(self, structures: Sequence[Structure]) -> list[float]:
+        clash = _clash(structures, self.min_distance)
+        return [abs(float(s.density) - self.target) + c for s, c in zip(structures, clash)]
+
+
+@dataclass(frozen=True)
+class VolumeReward:
+    """``|volume per atom - target|`` in A^3 (no energy model)."""
+
+    target: float
+    min_distance: float = 0.5
+
+    def __call__(self, structures: Sequence[Structure]) -> list[float]:
+        clash = _clash(structures, self.min_distance)
+        return [abs(float(s.volume) / len(s) - self.target) + c for s, c in zip(structures, clash)]

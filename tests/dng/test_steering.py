@@ -1,0 +1,163 @@
+"""Reward steering (crystalflow.steering): resampling maths, the sampling hook, best-of-N / SMC
+properties and the ``generate --steer`` options (tiny random DNG model, no CHGNet)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from crystalflow.cli import main
+from crystalflow.errors import InputError
+from crystalflow.generation import generate_crystals
+from crystalflow.rewards import CLASH_PENALTY, DensityReward, VolumeReward
+from crystalflow.steering import (
+    SteeredSampler, SteeringConfig, best_in_groups, gather_particles, group_weights, resample_indices,
+)
+from crystalflow.symmetry import collate_symmetry, crystal_symmetry
+
+from .conftest import SKELETONS, tiny_flow
+
+
+class Recording:
+    """A reward that records every batch it scores: volume per atom (A^3), lower is better."""
+
+    def __init__(self):
+        self.batches: list[list[float]] = []
+
+    def __call__(self, structures):
+        values = [s.volume / len(s) for s in structures]
+        self.batches.append(values)
+        return values
+
+
+def test_weights_are_normalised_and_ignore_non_finite():
+    r = torch.tensor([0.0, 0.1, 0.2, 5.0, math.inf, math.nan, math.inf, math.nan])
+    w = group_weights(r, 4, 0.1)
+    assert w.shape == (2, 4)
+    assert torch.allclose(w.sum(-1), torch.ones(2, dtype=torch.float64))
+    assert torch.allclose(w[0, :3] / w[0, 0], torch.exp(-torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64)))
+    assert torch.allclose(w[1], torch.full((4,), 0.25, dtype=torch.float64))  # all dead: uniform
+    w2 = group_weights(torch.tensor([1.0, math.inf]), 2, 0.1)
+    assert w2[0].tolist() == [1.0, 0.0]
+
+
+def test_resampling_stays_in_groups_and_keeps_the_count():
+    gen = torch.Generator().manual_seed(0)
+    r = torch.rand(5 * 3, generator=gen)
+    src = resample_indices(r, 3, 0.05, gen)
+    assert src.shape == (15,)
+    assert torch.equal(src // 3, torch.arange(15) // 3)
+    # a dominant particle takes its whole group; constant rewards leave every particle possible
+    r = torch.tensor([0.0, 9.0, 9.0])
+    assert resample_indices(r, 3, 0.01, gen).tolist() == [0, 0, 0]
+    counts = torch.bincount(torch.cat([resample_indices(torch.zeros(3), 3, 1.0, gen) for _ in range(300)]), minlength=3)
+    assert counts.min() > 200  # uniform: ~300 each
+    assert torch.equal(resample_indices(torch.rand(4), 1, 0.1), torch.arange(4))
+
+
+def test_best_in_groups_is_the_argmin_and_never_worse_than_particle_zero():
+    gen = torch.Generator().manual_seed(1)
+    r = torch.randn(6 * 4, generator=gen)
+    r[5] = math.nan
+    best = best_in_groups(r, 4)
+    groups = r.reshape(6, 4).nan_to_num(math.inf)
+    assert torch.equal(r[best], groups.min(-1).values.to(r.dtype))
+    assert (r[best] <= groups[:, 0].to(r.dtype)).all()
+
+
+def test_gather_copies_whole_particles():
+    skeletons = [SKELETONS.skeletons[2]] * 2 + [SKELETONS.skeletons[4]] * 2
+    sym = collate_symmetry([crystal_symmetry(s.template()) for s in skeletons])
+    n, b, m = int(sym.num_atoms.sum()), len(skeletons), int(sym.num_orbits.sum())
+    state = {"frac": torch.rand(n, 3), "lattice": torch.rand(b, 6), "types": torch.arange(m)}
+    same = gather_particles(state, sym, torch.arange(b))
+    assert all(torch.equal(same[k], state[k]) for k in state)
+    out = gather_particles(state, sym, torch.tensor([1, 1, 3, 2]))
+    a0, a1 = int(sym.num_atoms[0]), int(sym.num_atoms[:2].sum())
+    assert torch.equal(out["frac"][:a0], state["frac"][a0:a1]) and torch.equal(out["frac"][a0:a1], state["frac"][a0:a1])
+    assert torch.equal(out["lattice"], state["lattice"][[1, 1, 3, 2]])
+    o0 = int(sym.num_orbits[0])
+    assert torch.equal(out["types"][:o0], state["types"][o0:2 * o0])
+    with pytest.raises(ValueError, match="layout"):
+        gather_particles(state, sym, torch.tensor([2, 1, 3, 2]))
+
+
+def _plain(flow, skeletons, seed):
+    return flow.sample(skeletons, steps=6, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("method", ["best-of-n", "smc"])
+def test_one_particle_reproduces_plain_sampling(method):
+    flow = tiny_flow()
+    skeletons = SKELETONS.sample(5, torch.Generator().manual_seed(0))
+    plain = _plain(flow, skeletons, 3)
+    sampler = SteeredSampler(flow, SteeringConfig(method, 1, (0.3, 0.6)), reward=Recording())
+    steered = sampler(skeletons, steps=6, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(plain.frac, steered.frac) and torch.equal(plain.atom_types, steered.atom_types)
+    assert torch.equal(plain.lattice, steered.lattice)
+
+
+@pytest.mark.parametrize("method,times", [("best-of-n", ()), ("smc", (0.25, 0.5, 0.75))])
+def test_steering_keeps_layout_counts_calls_and_keeps_the_best(method, times):
+    flow = tiny_flow()
+    skeletons = SKELETONS.sample(4, torch.Generator().manual_seed(2))
+    reward = Recording()
+    sampler = SteeredSampler(flow, SteeringConfig(method, 3, times, temperature=0.5), reward=reward)
+    out = sampler(skeletons, steps=8, generator=torch.Generator().manual_seed(0))
+    assert out.num_crystals == 4
+    assert out.num_atoms.tolist() == [s.num_atoms for s in skeletons]
+    assert sampler.reward_calls == 4 * 3 * (len(times) + 1) == sampler.config.reward_calls * 4
+    assert len(reward.batches) == len(times) + 1 and len(sampler.resampling_ess) == len(times)
+    assert all(1.0 <= e <= 3.0 for e in sampler.resampling_ess)
+    final = torch.tensor(reward.batches[-1]).reshape(4, 3)
+    kept = [c.to_structure() for c in out.to_crystals()]
+    assert [s.volume / len(s) for s in kept] == pytest.approx(final.min(-1).values.tolist(), rel=1e-5)
+    assert sampler.chosen_rewards == pytest.approx(final.min(-1).values.tolist())
+    assert (final.min(-1).values <= final[:, 0]).all()  # best-of-N never worse than sample 0
+
+
+def test_generate_crystals_takes_a_steered_sampler():
+    flow = tiny_flow()
+    sampler = SteeredSampler(flow, SteeringConfig("smc", 2, (0.5,)), reward=DensityReward(3.0))
+    res = generate_crystals(flow, SKELETONS, 5, steps=6, seed=0, sampler=sampler, retries=0)
+    assert len(res.crystals) == 5 and len(sampler.chosen_rewards) == 5
+
+
+def test_property_rewards():
+    from pymatgen.core import Lattice, Structure
+
+    s = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert VolumeReward(30.0)([s]) == [pytest.approx(2.0)]
+    assert DensityReward(float(s.density))([s]) == [pytest.approx(0.0)]
+    clash = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.05, 0, 0]])
+    assert VolumeReward(32.0)([clash]) == [pytest.approx(CLASH_PENALTY)]
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    (dict(method="greedy"), "--steer"), (dict(particles=0), "--particles"),
+    (dict(resample_at=(0.5, 0.2)), "--resample-at"), (dict(resample_at=(1.0,)), "--resample-at"),
+    (dict(temperature=0.0), "--steer-temperature"),
+])
+def test_bad_configs_are_one_line_errors(kwargs, needle):
+    with pytest.raises(InputError, match=needle):
+        SteeringConfig(**kwargs)
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--particles", "4"], "--steer"),
+    (["--steer-temperature", "0.2"], "--steer"),
+    (["--steer", "best-of-n", "--resample-at", "0.5"], "smc only"),
+    (["--steer", "smc", "--resample-at", "1.5"], "--resample-at"),
+    (["--steer", "smc", "--particles", "0"], "--particles"),
+])
+def test_cli_refuses_bad_steering_and_writes_nothing(tiny_checkpoint, tmp_path, capsys, argv, needle):
+    out = tmp_path / "x"
+    try:
+        rc = main(["generate", "--out", str(out), "--checkpoint", str(tiny_checkpoint), *argv])
+    except SystemExit as exc:  # argparse type errors
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2 and "error:" in err and needle in err, err
+    assert not out.exists()
