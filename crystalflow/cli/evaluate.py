@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from crystalflow.cli._checks import nonnegative_int, positive_float, positive_int
+from crystalflow.cli._checks import nonnegative_float, nonnegative_int, positive_float, positive_int
 from crystalflow.errors import InputError
 
 __all__ = ["register"]
@@ -280,6 +280,7 @@ def run_stability(args: argparse.Namespace) -> int:
     result = evaluate_stability(
         list(samples.structures), hull, names=list(samples.names), train=train,
         relax_steps=args.relax_steps, fmax=args.fmax, workers=args.workers, progress=progress,
+        stable_cutoff=args.stable_cutoff, metastable_cutoff=args.metastable_cutoff,
     )
     nan = float("nan")
     failed = [
@@ -288,7 +289,8 @@ def run_stability(args: argparse.Namespace) -> int:
     ]
     records = list(result.records) + failed
     metrics = stability_metrics(records, hull_description=hull.description,
-                                seconds_per_structure=result.metrics.seconds_per_structure)
+                                seconds_per_structure=result.metrics.seconds_per_structure,
+                                stable_cutoff=args.stable_cutoff, metastable_cutoff=args.metastable_cutoff)
     write_stability_csv(records, out)
     if (out.parent / MANIFEST).is_file():  # a crystalflow output folder: --overwrite clears it too
         record_outputs(out.parent, [out.name])
@@ -312,9 +314,17 @@ def _add_stability(sub: argparse._SubParsersAction) -> None:
         "stability", help="CHGNet relaxation, energy above a CHGNet hull, S.U.N. rates",
         description=(
             "Relax each sample with CHGNet, compute E_hull against the cached CHGNet reference hull "
-            "(NOT a DFT hull) and report the fractions on the hull (E_hull <= 1e-6) and below 0.1 eV/atom."
+            "(NOT a DFT hull) and report the fractions stable (E_hull <= --stable-cutoff, default 0, "
+            "plus 1e-6 tolerance: on or below the hull) and metastable (E_hull < --metastable-cutoff, "
+            "default 0.1 eV/atom); with --train also unique (no earlier sample matches), novel (no "
+            "training structure matches; StructureMatcher defaults) and S.U.N. rates "
+            "(sun_rate: stable, msun_rate: metastable; all over every sample)."
         ),
     )
+    p.add_argument("--stable-cutoff", type=nonnegative_float, default=0.0,
+                   help="E_hull (eV/atom) at or below which a sample is stable (default 0: on the hull)")
+    p.add_argument("--metastable-cutoff", type=positive_float, default=0.1,
+                   help="E_hull (eV/atom) below which a sample is metastable (default 0.1)")
     p.add_argument("--samples", required=True, type=Path, help="directory of .cif files")
     p.add_argument("--relax-steps", type=nonnegative_int, default=500, help="CHGNet FIRE steps (0: no relaxation)")
     p.add_argument("--fmax", type=positive_float, default=0.1, help="force convergence threshold (eV/A)")

@@ -14,6 +14,12 @@ relaxation is not stable):
   (uniqueness and novelty as in :mod:`crystalflow.metrics.novelty`, on relaxed structures);
   ``msun_rate`` is the same with E_hull < 0.1.
 
+The two cut-offs are options (``stable_cutoff``, ``metastable_cutoff`` of :func:`stability_metrics`
+and :func:`evaluate_stability`; ``crystalflow evaluate stability --stable-cutoff / --metastable-cutoff``):
+"stable" is E_hull <= ``stable_cutoff`` + :data:`HULL_TOLERANCE`, "metastable" E_hull <
+``metastable_cutoff``. ``unique_rate`` and ``novel_rate`` are reported beside them, so that a
+method cannot buy stability with duplicates or training copies unnoticed.
+
 All E_hull values are relative to a CHGNet hull, not a DFT one.
 """
 
@@ -103,6 +109,9 @@ class StabilityMetrics:
         msun_rate: metastable, unique and novel (``None`` without uniqueness/novelty).
         seconds_per_structure: wall time per sample of relaxation + E_hull.
         hull: description of the reference hull.
+        unique_rate: fraction matching no earlier sample (``None`` if not computed).
+        novel_rate: fraction matching no training structure (``None`` if not computed).
+        stable_cutoff / metastable_cutoff: the E_hull cut-offs used (eV/atom).
     """
 
     num_structures: int
@@ -116,6 +125,10 @@ class StabilityMetrics:
     msun_rate: float | None
     seconds_per_structure: float
     hull: str
+    unique_rate: float | None = None
+    novel_rate: float | None = None
+    stable_cutoff: float = STABLE_THRESHOLD
+    metastable_cutoff: float = METASTABLE_THRESHOLD
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -135,18 +148,22 @@ def _nanfloat(values: Sequence[float], fn) -> float:
 
 
 def stability_metrics(
-    records: Sequence[StabilityRecord], *, hull_description: str = "CHGNet hull", seconds_per_structure: float = float("nan")
+    records: Sequence[StabilityRecord], *, hull_description: str = "CHGNet hull", seconds_per_structure: float = float("nan"),
+    stable_cutoff: float = STABLE_THRESHOLD, metastable_cutoff: float = METASTABLE_THRESHOLD,
 ) -> StabilityMetrics:
-    """Aggregate per-sample records into :class:`StabilityMetrics` (denominator: all samples)."""
+    """Aggregate per-sample records into :class:`StabilityMetrics` (denominator: all samples;
+    stable: E_hull <= ``stable_cutoff`` + :data:`HULL_TOLERANCE`, metastable: < ``metastable_cutoff``)."""
     n = len(records)
     ehull = [r.e_above_hull for r in records]
-    stable = [math.isfinite(e) and e <= STABLE_THRESHOLD + HULL_TOLERANCE for e in ehull]
-    meta = [math.isfinite(e) and e < METASTABLE_THRESHOLD for e in ehull]
+    stable = [math.isfinite(e) and e <= stable_cutoff + HULL_TOLERANCE for e in ehull]
+    meta = [math.isfinite(e) and e < metastable_cutoff for e in ehull]
     have_un = n > 0 and all(r.unique is not None and r.novel is not None for r in records)
-    sun = msun = None
+    sun = msun = unique_rate = novel_rate = None
     if have_un:
         sun = sum(s and r.unique and r.novel for s, r in zip(stable, records)) / n
         msun = sum(m and r.unique and r.novel for m, r in zip(meta, records)) / n
+        unique_rate = sum(bool(r.unique) for r in records) / n
+        novel_rate = sum(bool(r.novel) for r in records) / n
     return StabilityMetrics(
         num_structures=n,
         num_evaluated=sum(math.isfinite(e) for e in ehull),
@@ -159,6 +176,10 @@ def stability_metrics(
         msun_rate=msun,
         seconds_per_structure=seconds_per_structure,
         hull=hull_description,
+        unique_rate=unique_rate,
+        novel_rate=novel_rate,
+        stable_cutoff=stable_cutoff,
+        metastable_cutoff=metastable_cutoff,
     )
 
 
@@ -172,6 +193,8 @@ def evaluate_stability(
     fmax: float = 0.1,
     workers: int = 1,
     progress: bool = True,
+    stable_cutoff: float = STABLE_THRESHOLD,
+    metastable_cutoff: float = METASTABLE_THRESHOLD,
 ) -> StabilityResult:
     """Relax with CHGNet, compute E_hull against ``hull`` and, given ``train``, S.U.N.
 
@@ -184,6 +207,7 @@ def evaluate_stability(
         fmax: force threshold (eV/A).
         workers: processes for the relaxations.
         progress: show progress bars.
+        stable_cutoff / metastable_cutoff: E_hull cut-offs (eV/atom, see :func:`stability_metrics`).
     """
     from crystalflow.metrics.novelty import novelty_flags, uniqueness_flags
 
@@ -221,6 +245,7 @@ def evaluate_stability(
     metrics = stability_metrics(
         records, hull_description=hull.description,
         seconds_per_structure=elapsed / len(records) if records else float("nan"),
+        stable_cutoff=stable_cutoff, metastable_cutoff=metastable_cutoff,
     )
     return StabilityResult(tuple(records), metrics)
 

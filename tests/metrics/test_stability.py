@@ -180,3 +180,38 @@ def test_relaxed_rocksalt_against_the_shipped_mp20_hull(relaxed_nacl):
     hull = load_reference_hull(data_dir=shared / "mp_20")
     on = hull.e_above_hull(relaxed_nacl.structure.composition, relaxed_nacl.energy_per_atom)
     assert on.e_above_hull < 0.05
+
+
+def test_cutoffs_and_unique_novel_rates_are_reported(tiny_hull):
+    from dataclasses import replace
+
+    result = evaluate_stability([nacl_prim(), nacl_prim()], tiny_hull, train=[bcc_na()], relax_steps=0,
+                                progress=False)
+    m = result.metrics
+    assert m.unique_rate == pytest.approx(0.5) and m.novel_rate == pytest.approx(1.0)
+    assert (m.stable_cutoff, m.metastable_cutoff) == (0.0, 0.1)
+    shifted = [replace(r, e_above_hull=0.05) for r in result.records]
+    strict = stability_metrics(shifted)
+    assert strict.frac_stable == 0.0 and strict.frac_metastable == 1.0 and strict.sun_rate == 0.0
+    loose = stability_metrics(shifted, stable_cutoff=0.06, metastable_cutoff=0.04)
+    assert loose.frac_stable == 1.0 and loose.frac_metastable == 0.0
+    assert loose.sun_rate == pytest.approx(0.5) and loose.stable_cutoff == 0.06
+    unflagged = [replace(r, unique=None, novel=None) for r in shifted]
+    assert stability_metrics(unflagged).unique_rate is None and stability_metrics(unflagged).sun_rate is None
+
+
+def test_cli_stability_cutoffs(tiny_hull, tmp_path, capsys):
+    from crystalflow.metrics.hull import _write_entries_atomic
+
+    hull_file = tmp_path / "tiny.csv.gz"
+    _write_entries_atomic(hull_file, tiny_hull.entries)
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    nacl_prim().to(filename=str(samples / "good.cif"))
+    argv = ["evaluate", "stability", "--samples", str(samples), "--hull", str(hull_file), "--relax-steps", "0",
+            "--json", "--no-progress"]
+    assert main([*argv, "--stable-cutoff", "0.5", "--metastable-cutoff", "0.7"]) == 0
+    payload = json.loads(capsys.readouterr().out.strip())
+    assert (payload["stable_cutoff"], payload["metastable_cutoff"]) == (0.5, 0.7)
+    assert main([*argv, "--metastable-cutoff", "-1", "--overwrite"]) == 2
+    assert "--metastable-cutoff" in capsys.readouterr().err
