@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--steer-temperature", type=positive_float,
                    help="temperature of the smc weights exp(-reward / T), eV/atom (default 0.1)")
     s.add_argument("--relax", action="store_true",
-                   help="also relax every structure with CHGNet: OUT/relaxed/ gets the relaxed CIFs and "
+                   help="also relax every structure (its primitive cell) with CHGNet: OUT/relaxed/ gets the relaxed CIFs and "
                         "stability.csv (energy, E_hull against the bundled CHGNet hull)")
     s.add_argument("--relax-steps", type=positive_int, default=500, help="CHGNet FIRE steps (default 500)")
     s.add_argument("--fmax", type=positive_float, default=0.1, help="relaxation force threshold, eV/A")

@@ -161,3 +161,17 @@ def test_cli_refuses_bad_steering_and_writes_nothing(tiny_checkpoint, tmp_path, 
     err = capsys.readouterr().err
     assert rc == 2 and "error:" in err and needle in err, err
     assert not out.exists()
+
+
+def test_cli_steer_with_the_default_reward_and_relax(tiny_checkpoint, tmp_path, capsys):
+    import csv
+
+    out = tmp_path / "g"
+    rc = main(["generate", "--space-group", "225", "--num", "2", "--steps", "4", "--steer", "smc",
+               "--particles", "2", "--relax", "--relax-steps", "2", "--out", str(out),
+               "--checkpoint", str(tiny_checkpoint)])
+    text = capsys.readouterr().out
+    assert rc == 0 and "reward calls" in text and "relaxed 2 structures" in text
+    assert len(list(out.glob("*.cif"))) == 2 and len(list((out / "relaxed").glob("*.cif"))) == 2
+    rows = list(csv.DictReader(open(out / "relaxed" / "stability.csv")))
+    assert len(rows) == 2 and all(r["chgnet_energy_per_atom"] for r in rows)
