@@ -296,7 +296,7 @@ def generate(
     num_atoms: int | None = None, steps: int | None = None, seed: int = 0,
     checkpoint: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
     overwrite: bool = False, retries: int = 3, batch_size: int = 128,
-    device: str | torch.device = "cpu", progress: bool = False,
+    device: str | torch.device = "cpu", progress: bool = False, steer=None, reward=None,
 ) -> list[Crystal]:
     """Generate new crystals, optionally in a space group, chemical system and cell size.
 
@@ -314,6 +314,10 @@ def generate(
         overwrite: replace the files a previous run wrote to ``out``.
         retries: re-sampling rounds for crystals that miss an element or fail the space-group /
             distance check (see :func:`generate_crystals`).
+        steer: a :class:`crystalflow.steering.SteeringConfig` (best-of-N or SMC particles) to
+            spend more sampling compute on a lower ``reward``.
+        reward: ``structures -> costs`` (lower is better; default: unrelaxed CHGNet energy above
+            the bundled hull, :class:`crystalflow.rewards.HullEnergyReward`); needs ``steer``.
 
     Returns:
         The crystals (conventional cells; ``Crystal.to_structure()`` for pymatgen). Those that
@@ -329,7 +333,15 @@ def generate(
     if space_group is not None:
         space_group = check_space_group_number(space_group)
     zs = parse_elements(elements)
+    if reward is not None and steer is None:
+        raise InputError("a reward needs steer=SteeringConfig(...)")
     flow, dist = _load(None if checkpoint is None else str(checkpoint), str(device))
+    sampler = None
+    if steer is not None:
+        from crystalflow.steering import SteeredSampler
+
+        sampler = SteeredSampler(flow, steer, reward=reward, progress=progress)
+        batch_size = max(1, batch_size // steer.particles)
     if out is not None:
         from crystalflow.outputs import prepare_output_dir
 
@@ -337,7 +349,7 @@ def generate(
         out = prepare_output_dir(out, overwrite=overwrite)
     res = generate_crystals(flow, dist, num, space_group=space_group, elements=zs, num_atoms=num_atoms,
                             steps=steps, seed=seed, batch_size=batch_size, retries=retries,
-                            device=device, progress=progress)
+                            device=device, progress=progress, sampler=sampler)
     if out is not None:
         write_generated(res.crystals, out, res.checks)
     return res.crystals

@@ -175,3 +175,15 @@ def test_cli_steer_with_the_default_reward_and_relax(tiny_checkpoint, tmp_path, 
     assert len(list(out.glob("*.cif"))) == 2 and len(list((out / "relaxed").glob("*.cif"))) == 2
     rows = list(csv.DictReader(open(out / "relaxed" / "stability.csv")))
     assert len(rows) == 2 and all(r["chgnet_energy_per_atom"] for r in rows)
+
+
+def test_generate_api_steers_with_a_user_reward(tiny_checkpoint):
+    from crystalflow.generation import generate
+
+    plain = generate(225, 3, steps=4, seed=0, checkpoint=tiny_checkpoint)
+    dense = generate(225, 3, steps=4, seed=0, checkpoint=tiny_checkpoint,
+                     steer=SteeringConfig("best-of-n", 4), reward=VolumeReward(1.0))
+    vol = lambda cs: sum(c.to_structure().volume / c.num_atoms for c in cs)
+    assert len(dense) == 3 and vol(dense) <= vol(plain) * 1.5
+    with pytest.raises(InputError, match="steer"):
+        generate(225, 3, checkpoint=tiny_checkpoint, reward=VolumeReward(1.0))
