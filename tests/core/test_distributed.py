@@ -7,12 +7,9 @@ tests then compare what the workers wrote with a single-process computation.
 from __future__ import annotations
 
 import gc
-import os
-import socket
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from torch_geometric.utils import scatter
 
 from crystalflow.checkpoint import load_checkpoint
@@ -24,6 +21,8 @@ from crystalflow.losses import cfm_loss
 from crystalflow.manifolds import LatticeChart
 from crystalflow.models import CSPNet, CSPNetConfig
 from crystalflow.training import TrainConfig, batch_indices
+
+from tests.core._ddp import join_group, spawn_workers
 
 TINY = CSPNetConfig(hidden=16, layers=2, frequencies=3, time_dim=8)
 GRAD_CFG = TrainConfig(batch_size=8, seed=0)
@@ -66,15 +65,11 @@ def tiny_flow(cls, ds: CrystalDataset, seed: int) -> CSPFlow:
 
 
 def _worker(rank: int, world: int, port: int, tmp: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
+    info = join_group(rank, world, port)
     from crystalflow import distributed
     from crystalflow.pretrained import make_csp_checkpoint
     from crystalflow.training import local_loss, train
 
-    info = distributed.setup("cpu")
-    assert info.distributed and info.rank == rank and info.world_size == world
     try:
         # 1. one step's gradient through DistributedDataParallel
         ds = make_dataset(equal_sizes=True)
@@ -106,17 +101,9 @@ def _worker(rank: int, world: int, port: int, tmp: str) -> None:
         distributed.cleanup()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp)), nprocs=2, join=True)
-    return tmp
+    return spawn_workers(_worker, tmp_path_factory.mktemp("ddp"))
 
 
 def test_shards_partition_the_global_batch():

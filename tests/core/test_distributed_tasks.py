@@ -10,13 +10,10 @@ templates and on 18 crops of two random backbone chains (no benchmark data).
 from __future__ import annotations
 
 import gc
-import os
-import socket
 from dataclasses import replace
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from crystalflow.checkpoint import load_checkpoint
 from crystalflow.crystal_training import CrystalTrainOptions
@@ -30,6 +27,7 @@ from crystalflow.proteins.train import ProteinTrainOptions
 from crystalflow.task_training import TrainData, TrainingSpec, prepare
 from crystalflow.training import TrainConfig, batch_indices
 
+from tests.core._ddp import join_group, spawn_workers
 from tests.sgcsp.conftest import TEMPLATES, make_dataset
 
 TASK_NAMES = ("sgcsp", "dng", "protein")
@@ -108,14 +106,11 @@ class ItemwiseNoise:
 
 
 def _worker(rank: int, world: int, port: int, tmp: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
+    info = join_group(rank, world, port)
     from crystalflow import distributed
     from crystalflow.task_training import RunSettings, train_task
     from crystalflow.training import local_loss
 
-    info = distributed.setup("cpu")
     try:
         for task in TASK_NAMES:
             # 1. one step's gradient through DistributedDataParallel (rank 1 builds other weights)
@@ -131,24 +126,17 @@ def _worker(rank: int, world: int, port: int, tmp: str) -> None:
             # 2. an uninterrupted 4-step run against 2 steps + resume for 2 more
             for out_dir, steps, resume in (("full", 4, False), ("split", 2, False), ("split", 4, True)):
                 cfg = TrainConfig(**{**RUN_CFG.to_dict(), "max_steps": steps})
-                train_task(replace(TASKS[task], training=tiny_spec(task)), options_of(task), RunSettings(f"{tmp}/{task}_{out_dir}", cfg, device="cpu",
-                                                 resume=resume, progress=False))
+                settings = RunSettings(f"{tmp}/{task}_{out_dir}", cfg, device="cpu", resume=resume,
+                                       progress=False)
+                train_task(replace(TASKS[task], training=tiny_spec(task)), options_of(task), settings)
         distributed.barrier(info)
     finally:
         distributed.cleanup()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ddp_tasks")
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp)), nprocs=2, join=True)
-    return tmp
+    return spawn_workers(_worker, tmp_path_factory.mktemp("ddp_tasks"))
 
 
 @pytest.mark.parametrize("task", TASK_NAMES)
