@@ -188,6 +188,10 @@ MIRRORS: dict[str, Mirror] = {
     "torchrun --standalone --nproc_per_node=2 -m crystalflow train --dataset mp_20 --data-dir "
     "../shared/data --out runs/ddp": Mirror(TRAIN_SMALL | TINY_NET,
                                             both(checkpoint_at("runs/ddp", 1), json_keys("processes"))),
+    "torchrun --standalone --nproc_per_node=2 -m crystalflow train --task sgcsp --dataset mp_20 "
+    "--data-dir ../shared/data --out runs/ddp_sg": Mirror(TRAIN_SMALL | TINY_NET,
+                                                          both(checkpoint_at("runs/ddp_sg", 1),
+                                                               json_keys("processes", "best_val_match_rate"))),
     "crystalflow evaluate stability --help": Mirror(check=stdout_has("--samples", "--overwrite")),
     "crystalflow generate --space-group 225 --num 16 --out generated/fm-3m":
         Mirror({"--num": "2", "--steps": "5"}, generated("generated/fm-3m", 2, 225)),
