@@ -56,6 +56,13 @@ class CrystalTrainOptions:
     init_from: str | None = None
 
 
+def _refuse_align_orbits(options: CrystalTrainOptions, task: str) -> None:
+    """``align_orbits`` is an sgcsp coupling: other tasks refuse it instead of ignoring it."""
+    if options.align_orbits:
+        raise InputError(f"align_orbits applies to task sgcsp only, not task {task}",
+                         parameters=("align_orbits", "task"))
+
+
 def _init_checkpoint(options: CrystalTrainOptions, task: str) -> Checkpoint | None:
     """The ``init_from`` checkpoint of ``task`` (or None); its network name must be ``options.model``
     when that is given, and a requested size must be the checkpoint's."""
@@ -111,6 +118,7 @@ def build_csp(data: TrainData, options: CrystalTrainOptions) -> Built:
     from crystalflow.flow_checkpoints import model_from_checkpoint
     from crystalflow.models import build_model, default_csp_network, default_size
 
+    _refuse_align_orbits(options, "csp")
     init = _init_checkpoint(options, "csp")
     name = init.model_name if init is not None else options.model or default_csp_network(options.dataset)
     if init is not None:
@@ -216,6 +224,7 @@ def build_dng(data: TrainData, options: CrystalTrainOptions) -> Built:
     from crystalflow.models import build_model, check_size_matches, default_size
     from crystalflow.symmetry import family_lattice_chart
 
+    _refuse_align_orbits(options, "dng")
     name = options.model or "dngnet"
     if name != "dngnet":
         raise InputError("task dng needs model dngnet", parameters=("task", "model"))

@@ -203,3 +203,18 @@ def test_the_entry_puts_network_and_batches_on_the_requested_device(task):
     if getattr(batch, "symmetry", None) is not None:
         tensors += [v for v in vars(batch.symmetry).values() if isinstance(v, torch.Tensor)]
     assert tensors and all(t.device == meta for t in tensors)
+
+
+@pytest.mark.parametrize("task", ("csp", "dng"))
+def test_tasks_refuse_options_they_cannot_use(task):
+    """``align_orbits`` (an sgcsp coupling) is refused by the other crystal tasks, not ignored;
+    the message names the parameters (the CLI shows --align-orbits / --task)."""
+    from dataclasses import replace as with_options
+
+    from crystalflow.cli import flag_message
+    from crystalflow.errors import InputError
+
+    data = tiny_data()
+    with pytest.raises(InputError) as info:
+        TASKS[task].training.build(data, with_options(CRYSTAL_OPTIONS, align_orbits=True))
+    assert flag_message(info.value) == f"--align-orbits applies to --task sgcsp only, not --task {task}"
