@@ -215,3 +215,19 @@ def test_cli_stability_cutoffs(tiny_hull, tmp_path, capsys):
     assert (payload["stable_cutoff"], payload["metastable_cutoff"]) == (0.5, 0.7)
     assert main([*argv, "--metastable-cutoff", "-1", "--overwrite"]) == 2
     assert "--metastable-cutoff" in capsys.readouterr().err
+
+
+def test_energy_rewards_against_a_hull(tiny_hull):
+    from crystalflow.rewards import CLASH_PENALTY, FAILURE_REWARD, FormationEnergyReward, HullEnergyReward
+
+    reward = HullEnergyReward(hull=tiny_hull)
+    on_hull, squeezed = reward([nacl_prim(), nacl_prim(4.6)])
+    assert on_hull == pytest.approx(0.0, abs=1e-5) and squeezed > 0.3
+    assert reward.calls == 2
+    clash = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0, 0, 0], [0.05, 0, 0]])
+    assert reward([clash])[0] >= CLASH_PENALTY
+    assert reward([Structure(Lattice.cubic(4.0), ["Au"], [[0, 0, 0]])]) == [FAILURE_REWARD]  # not in hull
+    e_nacl = static_energies([nacl_prim()], progress=False)[0]
+    e_form = e_nacl - 0.5 * (tiny_hull.entries[0].energy_per_atom + tiny_hull.entries[1].energy_per_atom)
+    assert FormationEnergyReward(hull=tiny_hull, target=e_form)([nacl_prim()])[0] == pytest.approx(0.0, abs=1e-5)
+    assert FormationEnergyReward(hull=tiny_hull, target=e_form + 1.0)([nacl_prim()])[0] == pytest.approx(1.0, abs=1e-5)
