@@ -1,9 +1,10 @@
-"""One table of tasks (csp, sgcsp, dng, protein): load any task's flow from a checkpoint.
+"""One table of tasks (csp, sgcsp, dng, protein): load any task's flow from a checkpoint, train any task.
 
 Each task's flow class owns its checkpoint round trip (``Flow.from_checkpoint(ckpt, device)`` and
-``flow.to_checkpoint(model_name, stats, weights, train_state)``); :data:`TASKS` maps task names to
-them and :func:`load_pretrained` looks the task up, returning ``(flow, checkpoint)`` for every
-task. The checkpoint plumbing (bundled checkpoints, strict network loading) lives in
+``flow.to_checkpoint(model_name, stats, weights, train_state)``) and each task its training spec
+(data, ``build``, validator; run by :func:`crystalflow.task_training.train_task`); :data:`TASKS`
+maps task names to them and :func:`load_pretrained` looks the task up, returning
+``(flow, checkpoint)`` for every task. The checkpoint plumbing (bundled checkpoints, strict network loading) lives in
 :mod:`crystalflow.flow_checkpoints` and is re-exported here, as are the older per-task helpers.
 """
 
