@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -39,18 +39,16 @@ import torch
 from pymatgen.core import Element, Structure
 from tqdm.auto import tqdm
 
-from crystalflow.checks import StructureCheck, check_structure
+from crystalflow.candidates import SOURCES, VOTE_FLOOR, Candidate, distinct_best, rank_candidates
+from crystalflow.checks import check_structure
 from crystalflow.errors import InputError
 from crystalflow.metrics.validity import min_interatomic_distance
 from crystalflow.templates import Proposal, TemplateLibrary, centering, load_library, propose
 from crystalflow.templates.proposer import template_label
 
-__all__ = ["PipelineConfig", "Candidate", "rank_candidates", "predict_compositions", "FAST", "SOURCES"]
+__all__ = ["PipelineConfig", "Candidate", "rank_candidates", "predict_compositions", "FAST", "SOURCES",
+           "VOTE_FLOOR", "distinct_best"]
 
-#: vote of a candidate without a library prototype (p1, enumerated): log(1e-3) = -6.9 nats
-VOTE_FLOOR = 1e-3
-#: candidate sources, in the order summary.csv names them
-SOURCES = ("template", "template-flow", "flow", "enumerated", "p1")
 
 
 @dataclass(frozen=True)
@@ -125,50 +123,6 @@ class PipelineConfig:
 
 #: the ``--fast`` setting: substituted templates ranked by CHGNet static energy, nothing else
 FAST = PipelineConfig(templates=3, fallback_samples=2, fallback_groups=2)
-
-
-@dataclass
-class Candidate:
-    """One candidate structure of a composition.
-
-    Attributes:
-        structure: the crystal (primitive cell).
-        source: one of :data:`SOURCES`.
-        template: prototype label (``"<space group> El:<mult><letter> ..."``), '' for ``p1``.
-        template_id: material id of the library crystal it came from ('' if none).
-        distance: the proposal's chemical distance (``None`` without a template).
-        proposal_rank: rank of its proposal (0 = best; large for ``p1`` / ``enumerated``).
-        vote: its prototype's library vote (0 without a template).
-        support: library crystals sharing its prototype (0 without a template).
-        same_size: its template has the target's number of formula units.
-        energy: CHGNet energy per atom (eV/atom) as built, ``None`` if not computed or failed.
-        relaxed_energy: after CHGNet relaxation, ``None`` if not relaxed.
-        check: the output check, set on the returned structures.
-    """
-
-    structure: Structure
-    source: str
-    template: str = ""
-    template_id: str = ""
-    distance: float | None = None
-    proposal_rank: int = 10**6
-    vote: float = 0.0
-    support: int = 0
-    same_size: bool = False
-    energy: float | None = None
-    relaxed_energy: float | None = None
-    min_distance: float = field(default=float("nan"))
-    check: StructureCheck | None = None
-
-    @property
-    def best_energy(self) -> float:
-        """Relaxed energy when available, else static; ``inf`` when unknown."""
-        e = self.relaxed_energy if self.relaxed_energy is not None else self.energy
-        return math.inf if e is None or not math.isfinite(e) else e
-
-    def score(self, energy_weight: float) -> float:
-        """Ranking score, lower is better: ``energy_weight * E - log(vote + VOTE_FLOOR)``."""
-        return energy_weight * self.best_energy - math.log(self.vote + VOTE_FLOOR)
 
 
 def _primitive(structure: Structure) -> Structure:
@@ -279,41 +233,6 @@ def check_elements(counts: dict[int, int], library: TemplateLibrary, config: Pip
                          "to predict anyway)")
 
 
-def rank_candidates(cands: list[Candidate], config: PipelineConfig) -> list[Candidate]:
-    """Candidates best first: valid before invalid, then by :meth:`Candidate.score`
-    (``rank="energy"``) or by the proposer's order (``rank="similarity"``)."""
-    def key(c: Candidate):
-        invalid = not c.min_distance >= 0.5
-        if config.rank == "energy":
-            return (invalid, c.score(config.energy_weight), c.proposal_rank)
-        return (invalid, c.proposal_rank, SOURCES.index(c.source))
-    return sorted(cands, key=key)
-
-
-def distinct_best(ranked: Sequence[Candidate], k: int) -> list[Candidate]:
-    """The ``k`` best candidates, different crystals first: a candidate that a tight
-    ``StructureMatcher`` (ltol 0.05, stol 0.05, angle 1, volumes scaled) matches to a better one
-    is passed over, so two templates related by an origin shift (Pm-3m perovskites written on
-    1a/1b/3c and on 1b/1a/3d) do not fill two of the ``--num-samples`` places while a distorted
-    variant waits. When fewer than ``k`` distinct crystals exist, the passed-over ones fill up."""
-    from pymatgen.analysis.structure_matcher import StructureMatcher
-
-    if k <= 1:
-        return list(ranked[:k])
-    matcher = StructureMatcher(ltol=0.05, stol=0.05, angle_tol=1.0)
-    out: list[Candidate] = []
-    repeats: list[Candidate] = []
-    for c in ranked:
-        if len(out) == k:
-            break
-        try:
-            seen = any(matcher.fit(c.structure, o.structure) for o in out)
-        except Exception:  # a degenerate cell: keep it, the output check flags it
-            seen = False
-        (repeats if seen else out).append(c)
-    return out + repeats[:k - len(out)]
-
-
 def predict_compositions(
     compositions: Sequence[dict[int, int]], *, config: PipelineConfig = PipelineConfig(),
     num_outputs: int = 1, library: TemplateLibrary | str | os.PathLike | None = None,
@@ -416,11 +335,11 @@ def predict_compositions(
     clock("check")
     if config.rank == "energy":
         _energies(flat, config, progress)
-    ranked = [rank_candidates(cands, config) for cands in per]
+    ranked = [rank_candidates(cands, rank=config.rank, energy_weight=config.energy_weight) for cands in per]
     clock("energy")
     if config.relax_top:
         _relax(ranked, config, progress)
-        ranked = [rank_candidates(cands, config) for cands in ranked]
+        ranked = [rank_candidates(cands, rank=config.rank, energy_weight=config.energy_weight) for cands in ranked]
     clock("relax")
     out = ranked if keep_all else [distinct_best(cands, num_outputs) for cands in ranked]
     for cands in out:

@@ -109,9 +109,9 @@ def test_rank_candidates_orders_valid_by_energy():
          Candidate(s, "flow", energy=-3.0, proposal_rank=1, min_distance=0.2),
          Candidate(s, "p1", energy=-2.0, min_distance=2.0),
          Candidate(s, "template", energy=None, proposal_rank=2, min_distance=2.0)]
-    ranked = rank_candidates(c, PipelineConfig())
+    ranked = rank_candidates(c)
     assert [x.energy for x in ranked] == [-2.0, -1.0, None, -3.0]  # invalid last, unknown energy late
-    by_sim = rank_candidates(c, PipelineConfig(rank="similarity"))
+    by_sim = rank_candidates(c, rank="similarity")
     assert [x.proposal_rank for x in by_sim][:3] == [0, 2, 10**6]
 
 
