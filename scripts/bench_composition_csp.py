@@ -5,7 +5,7 @@ CSV (compositions and cell sizes from the rows' CIFs), scores *every* candidate 
 reference with the field's matcher (StructureMatcher stol 0.5 / ltol 0.3 / angle 10; validity
 filter: CDVAE structural + SMACT validity), and reports, from the same candidates:
 
-* top-1 / top-5 / top-20 match rates (validity-filtered and unfiltered) and RMSE of the ranking;
+* top-1 / top-2 / top-5 / top-20 match rates (validity-filtered and unfiltered) and RMSE of the ranking;
 * ablations: only some sources, ranking by CHGNet energy vs by template similarity;
 * proposer accuracy: true space group / true (space group, Wyckoff) label among the top 1/5/20
   proposals (reference analysed with spglib at symprec 0.1);
@@ -44,7 +44,7 @@ def _score(task):
     return out
 
 
-def _rates(rows, order_key, sources=None, ks=(1, 5, 20)):
+def _rates(rows, order_key, sources=None, ks=(1, 2, 5, 20)):
     """Top-k rates of the candidates ordered by ``order_key`` (only ``sources`` if given)."""
     res = {}
     for k in ks:
