@@ -99,12 +99,18 @@ def test_evaluate_reports_metrics_and_rejects_non_protein_files(real_files, tmp_
     assert rc == 2 and "no protein chains" in capsys.readouterr().err
 
 
-def test_train_writes_checkpoints_that_load_strictly(real_files, tmp_path, monkeypatch, capsys):
+def _data_root(real_files, tmp_path, monkeypatch) -> None:
+    """A data root under ``tmp_path`` with one training and one held-out chain file, and a
+    private cache."""
     root = tmp_path / "data" / "proteins"
     for split, f in (("db55_unbound", real_files[0]), ("dips_test", real_files[3])):
         (root / split).mkdir(parents=True)
         (root / split / f.name).symlink_to(f)
     monkeypatch.setenv("CRYSTALFLOW_CACHE", str(tmp_path / "cache"))
+
+
+def test_train_writes_checkpoints_that_load_strictly(real_files, tmp_path, monkeypatch, capsys):
+    _data_root(real_files, tmp_path, monkeypatch)
     out = tmp_path / "run"
     rc = main(["protein", "train", "--data-dir", str(tmp_path / "data"), "--out", str(out),
                "--hidden", "16", "--pair", "8", "--layers", "1", "--crop", "48", "--stride", "48",
@@ -134,11 +140,7 @@ def test_train_init_from_starts_at_the_checkpoint_weights(real_files, tiny_check
                                                            monkeypatch):
     """With --init-from and lr 0 the run's weights are the start checkpoint's (its network size
     wins over --hidden), and stats record where it started."""
-    root = tmp_path / "data" / "proteins"
-    for split, f in (("db55_unbound", real_files[0]), ("dips_test", real_files[3])):
-        (root / split).mkdir(parents=True)
-        (root / split / f.name).symlink_to(f)
-    monkeypatch.setenv("CRYSTALFLOW_CACHE", str(tmp_path / "cache"))
+    _data_root(real_files, tmp_path, monkeypatch)
     out = tmp_path / "run"
     rc = main(["protein", "train", "--data-dir", str(tmp_path / "data"), "--out", str(out),
                "--init-from", str(tiny_checkpoint), "--hidden", "16", "--crop", "48", "--stride", "48",
@@ -156,11 +158,7 @@ def test_evaluate_novelty_of_a_training_chain_is_one(real_files, tmp_path, monke
     native chains fall in the Ramachandran allowed region."""
     from crystalflow.proteins.io import split_segments, write_pdb
 
-    root = tmp_path / "data" / "proteins"
-    for split, f in (("db55_unbound", real_files[0]), ("dips_test", real_files[3])):
-        (root / split).mkdir(parents=True)
-        (root / split / f.name).symlink_to(f)
-    monkeypatch.setenv("CRYSTALFLOW_CACHE", str(tmp_path / "cache"))
+    _data_root(real_files, tmp_path, monkeypatch)
     seg = next(s for ch in read_backbones(real_files[0]) for s in split_segments(ch, 60))
     write_pdb(tmp_path / "gen" / "copy.pdb", seg.coords[:60])
     rc = main(["protein", "evaluate", str(tmp_path / "gen"), "--novelty-refs", "5", "--data-dir",
