@@ -27,8 +27,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 from pymatgen.core import Structure
+
+from crystalflow.metrics.validity import min_interatomic_distance
 
 __all__ = ["CLASH_PENALTY", "FAILURE_REWARD", "DensityReward", "FormationEnergyReward", "HullEnergyReward",
            "Reward", "VolumeReward", "min_distance"]
@@ -42,14 +43,12 @@ FAILURE_REWARD = 10.0
 
 
 def min_distance(structure: Structure) -> float:
-    """Shortest interatomic distance (A, periodic images included; ``inf`` for one atom and a
-    large cell)."""
-    if len(structure) < 2:
-        lat = structure.lattice
-        return float(min(lat.abc)) if len(structure) else math.inf
-    d = structure.distance_matrix
-    np.fill_diagonal(d, np.inf)
-    return float(min(d.min(), *structure.lattice.abc))
+    """Shortest interatomic distance (A): between two sites
+    (:func:`crystalflow.metrics.validity.min_interatomic_distance`) or between a site and its own
+    periodic image (the shortest lattice vector length); ``inf`` for an empty structure."""
+    if not len(structure):
+        return math.inf
+    return float(min(min_interatomic_distance(structure), *structure.lattice.abc))
 
 
 def _clash(structures: Sequence[Structure], cutoff: float) -> list[float]:
