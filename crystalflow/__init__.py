@@ -17,10 +17,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "predict": ("crystalflow.prediction", "predict"),
-    "predict_from_csv": ("crystalflow.prediction", "predict_from_csv"),
+    "predict": ("crystalflow.crystal_tasks.prediction", "predict"),
+    "predict_from_csv": ("crystalflow.crystal_tasks.prediction", "predict_from_csv"),
     "load_pretrained": ("crystalflow.pretrained", "load_pretrained"),
-    "generate": ("crystalflow.generation", "generate"),
+    "generate": ("crystalflow.crystal_tasks.generation", "generate"),
     "Crystal": ("crystalflow.crystals", "Crystal"),
     "CrystalBatch": ("crystalflow.crystals", "CrystalBatch"),
 }

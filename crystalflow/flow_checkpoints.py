@@ -1,7 +1,7 @@
 """Checkpoint plumbing shared by every task: finding checkpoints (bundled or user paths), rebuilding
 a checkpoint's network strictly, assembling a flow's checkpoint.
 
-Below the task modules (:mod:`crystalflow.csp`, :mod:`crystalflow.sgcsp`, :mod:`crystalflow.dng`,
+Below the task modules (:mod:`crystalflow.crystal_tasks.csp`, :mod:`crystalflow.crystal_tasks.sgcsp`, :mod:`crystalflow.crystal_tasks.dng`,
 :mod:`crystalflow.proteins`), which build their flows from checkpoints with it, and below the task
 table of :mod:`crystalflow.pretrained`.
 """

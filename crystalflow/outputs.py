@@ -322,7 +322,7 @@ def write_samples(out: Path, ids: Sequence[str], num_samples: int,
     return rows
 
 
-# -- ranked predictions of crystalflow.pipeline -----------------------------------------------
+# -- ranked predictions of crystalflow.crystal_tasks.pipeline -----------------------------------------------
 
 #: columns of ``predict``'s summary.csv, one row per written structure
 SUMMARY_COLUMNS = ("id", "rank", "file", "formula", "num_atoms", "source", "template",
@@ -333,7 +333,7 @@ SUMMARY_COLUMNS = ("id", "rank", "file", "formula", "num_atoms", "source", "temp
 
 def write_ranked(out_dir: str | os.PathLike, stems: Sequence[str],
                  ranked: Sequence[Sequence], num_outputs: int) -> list[dict]:
-    """Write each composition's best :class:`~crystalflow.pipeline.Candidate` structures and
+    """Write each composition's best :class:`~crystalflow.crystal_tasks.pipeline.Candidate` structures and
     return their summary rows (:data:`SUMMARY_COLUMNS`; write them with
     :func:`write_summary_csv`).
 

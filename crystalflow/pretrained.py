@@ -18,9 +18,9 @@ from typing import Any
 import torch
 
 from crystalflow.checkpoint import Checkpoint, load_checkpoint
-from crystalflow.crystal_training import CSP_TRAINING, DNG_TRAINING, SGCSP_TRAINING
-from crystalflow.csp import CSPFlow
-from crystalflow.dng import DNGFlow, SkeletonDistribution
+from crystalflow.crystal_tasks.training import CSP_TRAINING, DNG_TRAINING, SGCSP_TRAINING
+from crystalflow.crystal_tasks.csp import CSPFlow
+from crystalflow.crystal_tasks.dng import DNGFlow, SkeletonDistribution
 from crystalflow.errors import InputError
 from crystalflow.flow_checkpoints import (
     BUNDLED_DIR,
@@ -33,7 +33,7 @@ from crystalflow.flow_checkpoints import (
 )
 from crystalflow.proteins.pretrained import make_protein_checkpoint, protein_flow_from_checkpoint
 from crystalflow.proteins.train import build_protein, load_protein_data, protein_validator
-from crystalflow.sgcsp import SGCSPFlow
+from crystalflow.crystal_tasks.sgcsp import SGCSPFlow
 from crystalflow.task_training import TrainingSpec
 
 __all__ = [
@@ -103,8 +103,8 @@ def load_pretrained(path_or_name: str | os.PathLike | None = None, task: str = "
                     device: str | torch.device = "cpu") -> tuple[Any, Checkpoint]:
     """Load a flow and its checkpoint (default: the bundled checkpoint of ``task``).
 
-    Returns ``(flow, checkpoint)`` for every task: a :class:`~crystalflow.csp.CSPFlow`, an
-    :class:`~crystalflow.sgcsp.SGCSPFlow`, a :class:`~crystalflow.dng.DNGFlow` (its skeleton
+    Returns ``(flow, checkpoint)`` for every task: a :class:`~crystalflow.crystal_tasks.csp.CSPFlow`, an
+    :class:`~crystalflow.crystal_tasks.sgcsp.SGCSPFlow`, a :class:`~crystalflow.crystal_tasks.dng.DNGFlow` (its skeleton
     distribution in ``flow.skeletons``) or a :class:`~crystalflow.proteins.BackboneFlow`.
 
     Raises:
@@ -125,13 +125,13 @@ def csp_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu
 
 
 def sgcsp_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu") -> SGCSPFlow:
-    """Rebuild a space-group conditioned :class:`~crystalflow.sgcsp.SGCSPFlow` (EMA weights)."""
+    """Rebuild a space-group conditioned :class:`~crystalflow.crystal_tasks.sgcsp.SGCSPFlow` (EMA weights)."""
     return SGCSPFlow.from_checkpoint(ckpt, device)
 
 
 def dng_flow_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu"
                              ) -> tuple[DNGFlow, SkeletonDistribution]:
-    """Rebuild a :class:`~crystalflow.dng.DNGFlow` (EMA weights) and its skeleton distribution."""
+    """Rebuild a :class:`~crystalflow.crystal_tasks.dng.DNGFlow` (EMA weights) and its skeleton distribution."""
     flow = DNGFlow.from_checkpoint(ckpt, device)
     return flow, flow.skeletons
 

@@ -1,6 +1,6 @@
 """Composition -> structure pipeline on a benchmark split: every candidate scored, ablations offline.
 
-Runs :func:`crystalflow.pipeline.predict_compositions` with ``keep_all`` on rows of a CDVAE-layout
+Runs :func:`crystalflow.crystal_tasks.pipeline.predict_compositions` with ``keep_all`` on rows of a CDVAE-layout
 CSV (compositions and cell sizes from the rows' CIFs), scores *every* candidate against its
 reference with the field's matcher (StructureMatcher stol 0.5 / ltol 0.3 / angle 10; validity
 filter: CDVAE structural + SMACT validity), and reports, from the same candidates:
@@ -108,7 +108,7 @@ def main() -> None:
     from crystalflow.crystals.crystal import structure_from_cif
     from crystalflow.crystals.dataset import read_cif_table
     from crystalflow.metrics._parallel import parallel_map
-    from crystalflow.pipeline import PipelineConfig, predict_compositions
+    from crystalflow.crystal_tasks.pipeline import PipelineConfig, predict_compositions
     from crystalflow.symmetry import analyze_structure
     from crystalflow.templates import load_library, propose
 

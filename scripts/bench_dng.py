@@ -32,7 +32,7 @@ import torch
 
 
 def _generate(args, space_group):
-    from crystalflow.generation import _load, generate_crystals
+    from crystalflow.crystal_tasks.generation import _load, generate_crystals
 
     flow, dist = _load(args.checkpoint, "cpu")
     if args.type_temperature is not None:
@@ -46,7 +46,7 @@ def _generate(args, space_group):
 
 
 def run_sg(args) -> dict:
-    from crystalflow.generation import write_generated
+    from crystalflow.crystal_tasks.generation import write_generated
     from crystalflow.metrics.dng import validity_flags
 
     res, secs = _generate(args, args.space_group)

@@ -125,7 +125,7 @@ class RealNetwork(nn.Module):
 def make_flow(lattice: torch.Tensor, sym: SymmetryBatch, width: int = 128, layers: int = 4):
     """The real space-group conditioned flow (untrained weights; timing only)."""
     from crystalflow.models import SGNet, SGNetConfig
-    from crystalflow.sgcsp import SGCSPFlow
+    from crystalflow.crystal_tasks.sgcsp import SGCSPFlow
     from crystalflow.symmetry import family_lattice_chart
 
     torch.manual_seed(0)

@@ -37,9 +37,9 @@ def run_sweep(args: argparse.Namespace) -> None:
     import torch
 
     from crystalflow.crystals import load_split
-    from crystalflow.csp import CSPConfig
+    from crystalflow.crystal_tasks.csp import CSPConfig
     from crystalflow.metrics.csp import csp_metrics
-    from crystalflow.prediction import sample_structures
+    from crystalflow.crystal_tasks.prediction import sample_structures
     from crystalflow.pretrained import load_pretrained
     from crystalflow.solvers import nfe
 

@@ -7,7 +7,7 @@ Compositions are the first rows of the checkpoint dataset's test split (cycled).
 runs in a fresh spawned process, so its peak memory is its own: on CUDA the peak allocated device
 memory, on CPU the process's peak resident set size (``ru_maxrss``) next to the resident size just
 before sampling (``rss_before_mb``: Python + torch + the loaded model). Timed: the public
-:func:`crystalflow.prediction.sample_structures` (prior, ODE solve, split into crystals), after one
+:func:`crystalflow.crystal_tasks.prediction.sample_structures` (prior, ODE solve, split into crystals), after one
 untimed warm-up (8 structures, 2 steps), repeated until ``--min-seconds`` have passed. Both wall
 time (``structures_per_s``) and this process's CPU time (``structures_per_cpu_s``; with one
 thread the robust number on a shared machine) are reported.
@@ -33,7 +33,7 @@ def run_one(args: dict) -> dict:
     import torch
 
     from crystalflow.crystals import load_split
-    from crystalflow.prediction import sample_structures
+    from crystalflow.crystal_tasks.prediction import sample_structures
     from crystalflow.pretrained import load_pretrained
 
     torch.set_num_threads(args["threads"])

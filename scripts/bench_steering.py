@@ -46,11 +46,11 @@ def main() -> None:
 
     import torch
 
-    from crystalflow.generation import _load, generate_crystals, parse_elements
+    from crystalflow.crystal_tasks.generation import _load, generate_crystals, parse_elements
     from crystalflow.metrics.hull import load_reference_hull
     from crystalflow.metrics.io import load_reference_csv
     from crystalflow.metrics.stability import evaluate_stability, write_stability_csv
-    from crystalflow.steered_generation import make_sampler
+    from crystalflow.crystal_tasks.steered_generation import make_sampler
 
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)

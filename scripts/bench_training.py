@@ -42,7 +42,7 @@ def main() -> None:
     import torch
 
     from crystalflow.crystals import load_split
-    from crystalflow.csp import CSPConfig, CSPFlow
+    from crystalflow.crystal_tasks.csp import CSPConfig, CSPFlow
     from crystalflow.manifolds import LatticeChart
     from crystalflow.models import build_model
     from crystalflow.pretrained import make_csp_checkpoint

@@ -108,7 +108,7 @@ def forward_cost(ckpt: Path, dataset: str, data_dir: str, rows: int = 256, repea
 
     from crystalflow.checkpoint import load_checkpoint
     from crystalflow.crystals import load_split
-    from crystalflow.csp import conditions_of
+    from crystalflow.crystal_tasks.csp import conditions_of
     from crystalflow.pretrained import csp_flow_from_checkpoint
 
     torch.set_num_threads(1)

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=positive_int, help="torch CPU threads")
     p.add_argument("--json", action="store_true",
                    help="print the summary as JSON lines on stdout (notes go to stderr)")
-    s = p.add_argument_group("steering and relaxation (crystalflow.steering, crystalflow.rewards)")
+    s = p.add_argument_group("steering and relaxation (crystalflow.crystal_tasks.steering, crystalflow.crystal_tasks.rewards)")
     s.add_argument("--steer", choices=("best-of-n", "smc"),
                    help="spend more sampling compute on lower reward (default reward: unrelaxed CHGNet "
                         "energy above the bundled MP-20 CHGNet hull): best-of-n keeps the best of "
@@ -65,7 +65,7 @@ def _print_table(rows: list[dict]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crystalflow.generation import (
+    from crystalflow.crystal_tasks.generation import (
         _load, generate_crystals, parse_elements, select_skeletons, write_generated,
     )
     from crystalflow.outputs import prepare_output_dir, warn_failed_checks
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from crystalflow.steered_generation import make_sampler, relax_generated, steering_note
+    from crystalflow.crystal_tasks.steered_generation import make_sampler, relax_generated, steering_note
 
     flow, dist = _load(args.checkpoint, "cpu")
     sampler = make_sampler(flow, args.steer, args.particles, args.resample_at, args.steer_temperature)

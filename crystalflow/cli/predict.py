@@ -81,10 +81,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def pipeline_config(args: argparse.Namespace):
-    """The :class:`~crystalflow.pipeline.PipelineConfig` of the command-line options."""
+    """The :class:`~crystalflow.crystal_tasks.pipeline.PipelineConfig` of the command-line options."""
     from dataclasses import replace
 
-    from crystalflow.pipeline import FAST, PipelineConfig
+    from crystalflow.crystal_tasks.pipeline import FAST, PipelineConfig
 
     base = FAST if args.fast else PipelineConfig()
     given = {k: getattr(args, k) for k in ("templates", "flow_templates", "flow_samples",
@@ -140,12 +140,12 @@ def _run_pipeline(args: argparse.Namespace, config) -> int:
     checked before the output folder is touched; files are written per chunk."""
     from collections import Counter
 
-    from crystalflow.composition import atom_types_for
+    from crystalflow.crystal_tasks.composition import atom_types_for
     from crystalflow.outputs import (
         SUMMARY_COLUMNS, prepare_output_dir, safe_stems, warn_failed_checks, write_ranked,
         write_summary_csv,
     )
-    from crystalflow.pipeline import predict_compositions
+    from crystalflow.crystal_tasks.pipeline import predict_compositions
     from crystalflow.templates import load_library
 
     library = load_library(args.library)
@@ -153,7 +153,7 @@ def _run_pipeline(args: argparse.Namespace, config) -> int:
         ids, comps, skipped, rows_total = _csv_compositions(args.from_csv, args.limit)
         stems = safe_stems(ids)
     else:
-        from crystalflow.pipeline import check_elements
+        from crystalflow.crystal_tasks.pipeline import check_elements
 
         types = atom_types_for(args.composition, args.num_atoms, args.formula_units)
         comps = [dict(Counter(types))]
@@ -226,7 +226,7 @@ def _run_flow_csv(args: argparse.Namespace) -> int:
     """``--p1`` / ``--use-space-group`` with ``--from-csv``: the flow on every row; the folder
     is checked after the rows are read, before sampling."""
     from crystalflow.outputs import warn_failed_checks
-    from crystalflow.prediction import NoUsableRows, predict_from_csv, predict_from_csv_with_space_group
+    from crystalflow.crystal_tasks.prediction import NoUsableRows, predict_from_csv, predict_from_csv_with_space_group
 
     common = dict(limit=args.limit, num_samples=args.num_samples, steps=args.steps,
                   method=args.method, checkpoint=args.checkpoint, seed=args.seed,
@@ -254,11 +254,11 @@ def _run_flow_composition(args: argparse.Namespace) -> int:
     before the output folder is touched."""
     from collections import Counter
 
-    from crystalflow.composition import atom_types_for, check_trained_elements
+    from crystalflow.crystal_tasks.composition import atom_types_for, check_trained_elements
     from crystalflow.outputs import (
         CHECKED_COLUMNS, prepare_output_dir, warn_failed_checks, write_checked, write_summary_csv,
     )
-    from crystalflow.prediction import (
+    from crystalflow.crystal_tasks.prediction import (
         check_cell_size, predict, predict_with_space_group, templates_for,
     )
     from crystalflow.pretrained import load_pretrained

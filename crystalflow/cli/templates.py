@@ -57,7 +57,7 @@ def run_build(args: argparse.Namespace) -> int:
 def run_propose(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from crystalflow.composition import atom_types_for
+    from crystalflow.crystal_tasks.composition import atom_types_for
     from crystalflow.templates import load_library, propose
 
     counts = dict(Counter(atom_types_for(args.composition)))

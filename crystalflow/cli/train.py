@@ -69,13 +69,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="start from a checkpoint's weights (path or bundled name): a csp checkpoint for "
                         "--task csp, sgcsp for sgcsp (its lattice chart and network size are kept), "
                         "sgcsp for dng (the trunk; the type head starts fresh)")
+    p.add_argument("--train-on-val", action="store_true",
+                   help="--task sgcsp/dng on mp_20: also train on val.csv after its first 1,000 rows, "
+                        "which stay held out for validation and selection (test is never used)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Train the task ``--task`` through the shared entry (:func:`crystalflow.task_training.train_task`)."""
-    from crystalflow.crystal_training import CrystalTrainOptions
+    from crystalflow.crystal_tasks.training import CrystalTrainOptions
     from crystalflow.errors import InputError
     from crystalflow.outputs import check_run_dir
     from crystalflow.pretrained import get_task
@@ -91,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         dataset=args.dataset, data=args.data, data_dir=args.data_dir, val_fraction=args.val_fraction,
         split_seed=args.split_seed, model=args.model, hidden=args.hidden, layers=args.layers,
         lattice_weight=args.lattice_weight, align_orbits=args.align_orbits, val_size=args.val_size,
-        val_steps=args.val_steps, seed=args.seed, init_from=args.init_from)
+        val_steps=args.val_steps, seed=args.seed, init_from=args.init_from,
+        train_on_val=args.train_on_val)
     config = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
                          val_every=args.val_every, seed=args.seed, max_minutes=args.max_minutes)
     settings = RunSettings(out=args.out, config=config, device=args.device, threads=args.threads,

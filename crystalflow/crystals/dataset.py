@@ -36,6 +36,10 @@ DATASETS: dict[str, dict[str, str]] = {
 }
 #: size of the held-out selection slice carved out of ``val.csv`` where there is no train split
 HELD_OUT = 400
+#: where a benchmark has a train split, the first rows of ``val.csv`` that stay held out for
+#: selection when a run also trains on the rest of ``val.csv`` (``CrystalTrainOptions.train_on_val``;
+#: the composition pipeline's selection uses the same first 1,000 rows)
+SELECTION_ROWS = 1000
 #: bump when the processing changes, so stale caches are not reused
 _CACHE_VERSION = "1"
 

@@ -144,6 +144,21 @@ class SymmetricDataset:
             material_ids=tuple(self.material_ids[i] for i in idx), skipped=0,
         )
 
+    @classmethod
+    def concat(cls, parts: Sequence["SymmetricDataset"]) -> "SymmetricDataset":
+        """The rows of ``parts`` one after the other (their skipped rows are kept as data)."""
+        if not parts:
+            raise ValueError("concat needs at least one dataset")
+        return cls(
+            frac=torch.cat([p.frac for p in parts]), lattice=torch.cat([p.lattice for p in parts]),
+            atom_types=torch.cat([p.atom_types for p in parts]),
+            num_atoms=torch.cat([p.num_atoms for p in parts]),
+            templates=tuple(t for p in parts for t in p.templates),
+            material_ids=tuple(m for p in parts for m in p.material_ids),
+            skipped=sum(p.skipped for p in parts),
+            skipped_rows=tuple(r for p in parts for r in p.skipped_rows),
+        )
+
     def structure(self, i: int):
         """Row ``i`` as a pymatgen Structure (conventional cell)."""
         from pymatgen.core import Lattice, Structure

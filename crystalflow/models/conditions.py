@@ -1,7 +1,7 @@
 """What a vector-field network is told besides the noisy state: the conditioning contract.
 
 Every network is called as ``model(x_t, t, conditions)``; the flows build the conditions
-(:func:`crystalflow.csp.conditions_of`, :func:`crystalflow.sgcsp.sg_conditions`) and the networks
+(:func:`crystalflow.crystal_tasks.csp.conditions_of`, :func:`crystalflow.crystal_tasks.sgcsp.sg_conditions`) and the networks
 read them. :class:`Conditions` serves every crystal network; :class:`SGConditions` adds the
 batch's symmetry layout for the space-group conditioned ones (SGNet, DNGNet).
 """

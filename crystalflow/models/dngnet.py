@@ -1,4 +1,4 @@
-"""SGNet with a type-logit head: the network of de-novo generation (:mod:`crystalflow.dng`).
+"""SGNet with a type-logit head: the network of de-novo generation (:mod:`crystalflow.crystal_tasks.dng`).
 
 Same trunk and parameter names as :class:`~crystalflow.models.sgnet.SGNet` (a space-group
 conditioned CSP checkpoint can initialise it, see ``--init-from``), plus ``type_head``: per-atom

@@ -229,7 +229,7 @@ class E3NNNet(nn.Module):
     """Vector field ``(x_t, t, cond) -> {frac: [N, 3], lattice: [B, 6]}``, E(3)-equivariant inside.
 
     The chart that maps ``x_t["lattice"]`` to lattice parameters is held in the buffers
-    ``chart_mean`` / ``chart_std``; :class:`~crystalflow.csp.CSPFlow` sets them through
+    ``chart_mean`` / ``chart_std``; :class:`~crystalflow.crystal_tasks.csp.CSPFlow` sets them through
     :meth:`use_chart`, and checkpoints restore them with the weights.
 
     e3nn computes its Clebsch-Gordan constants in the default dtype at construction: for float64

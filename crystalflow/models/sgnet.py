@@ -3,7 +3,7 @@
 Every atom gets an embedding of its crystal's space group and of its global Wyckoff id
 (``SymmetryBatch.wyckoff_id``, 0-1730, which also identifies the group), concatenated and fed to
 CSPNet's input layer through ``Conditions.node_features`` (``CSPNetConfig.cond_dim``). The wrapper
-returns CSPNet's raw velocities; the space-group conditioned flow (:mod:`crystalflow.sgcsp`)
+returns CSPNet's raw velocities; the space-group conditioned flow (:mod:`crystalflow.crystal_tasks.sgcsp`)
 group-averages the fractional field and projects the lattice field onto the crystal family.
 """
 

@@ -124,7 +124,7 @@ def integrate(
         anti_annealing: optional field -> slope (see :func:`anneal`).
         callback: called as ``callback(state, t)`` after every step (e.g. progress, checks).
             It may return a new state of the same fields, which replaces the current one (the
-            steering hook: particle resampling, :mod:`crystalflow.steering`); ``None`` keeps it.
+            steering hook: particle resampling, :mod:`crystalflow.crystal_tasks.steering`); ``None`` keeps it.
         project: optional map of the continuous state ``{field: [M_f, *point]}`` onto a
             constrained set, applied after every step and stage.
         discrete: categorical field -> mixture path, advanced by discrete Euler steps.

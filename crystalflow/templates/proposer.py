@@ -19,7 +19,7 @@ formula units first.
 
 Each proposal also carries a *vote*: the similarity-weighted number of library crystals that give
 the same substituted prototype at the target's size. Ranking candidates by vote and CHGNet energy
-together beats either alone (:mod:`crystalflow.pipeline`).
+together beats either alone (:mod:`crystalflow.crystal_tasks.pipeline`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from crystalflow.checkpoint import load_checkpoint
-from crystalflow.data_stats import CrystalStats
+from crystalflow.crystal_tasks.stats import CrystalStats
 from crystalflow.errors import CheckpointError
 from crystalflow.flow_checkpoints import BUNDLED_DIR
 from crystalflow.manifolds import LatticeChart

@@ -15,7 +15,7 @@ from torch_geometric.utils import scatter
 from crystalflow.checkpoint import load_checkpoint
 from crystalflow.crystals.crystal import Crystal
 from crystalflow.crystals.dataset import CrystalDataset
-from crystalflow.csp import CSPFlow, conditions_of
+from crystalflow.crystal_tasks.csp import CSPFlow, conditions_of
 from crystalflow.distributed import DistInfo, shard
 from crystalflow.losses import cfm_loss
 from crystalflow.manifolds import LatticeChart

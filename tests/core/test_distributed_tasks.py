@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from crystalflow.checkpoint import load_checkpoint
-from crystalflow.crystal_training import CrystalTrainOptions
+from crystalflow.crystal_tasks.training import CrystalTrainOptions
 from crystalflow.distributed import DistInfo, shard
 from crystalflow.losses import LossOutput
 from crystalflow.models.framenet import FrameNetConfig

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crystalflow.cli import flag_message, main
-from crystalflow.composition import atom_types_for
+from crystalflow.crystal_tasks.composition import atom_types_for
 from crystalflow.errors import CheckpointError, InputError
 
 

@@ -8,7 +8,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from crystalflow.crystals import Crystal, collate
-from crystalflow.csp import CSPFlow, conditions_of
+from crystalflow.crystal_tasks.csp import CSPFlow, conditions_of
 from crystalflow.manifolds import LatticeChart
 from crystalflow.models import CSPNet, CSPNetConfig
 

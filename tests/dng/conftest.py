@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from crystalflow.checkpoint import save_checkpoint
-from crystalflow.dng import DNGConfig, DNGFlow, NUM_TYPES, Skeleton, SkeletonDistribution
+from crystalflow.crystal_tasks.dng import DNGConfig, DNGFlow, NUM_TYPES, Skeleton, SkeletonDistribution
 from crystalflow.models import build_model
 from crystalflow.pretrained import make_dng_checkpoint
 from crystalflow.manifolds import LatticeChart

@@ -7,7 +7,7 @@ import torch
 
 from crystalflow.checkpoint import load_checkpoint
 from crystalflow.crystals.symmetric import symmetric_batch
-from crystalflow.dng import Skeleton, SkeletonDistribution
+from crystalflow.crystal_tasks.dng import Skeleton, SkeletonDistribution
 from crystalflow.metrics.symmetry import symmetry_info
 from crystalflow.models import build_model
 from crystalflow.pretrained import dng_flow_from_checkpoint

@@ -9,7 +9,7 @@ import torch
 
 from crystalflow.cli import main
 from crystalflow.errors import InputError
-from crystalflow.generation import generate, parse_elements
+from crystalflow.crystal_tasks.generation import generate, parse_elements
 
 
 def test_generate_respects_constraints_and_seed(tiny_checkpoint, tmp_path):

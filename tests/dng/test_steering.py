@@ -1,4 +1,4 @@
-"""Reward steering (crystalflow.steering): resampling maths, the sampling hook, best-of-N / SMC
+"""Reward steering (crystalflow.crystal_tasks.steering): resampling maths, the sampling hook, best-of-N / SMC
 properties and the ``generate --steer`` options (tiny random DNG model, no CHGNet)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import torch
 
 from crystalflow.cli import main
 from crystalflow.errors import InputError
-from crystalflow.generation import generate_crystals
-from crystalflow.rewards import CLASH_PENALTY, DensityReward, VolumeReward
-from crystalflow.steering import (
+from crystalflow.crystal_tasks.generation import generate_crystals
+from crystalflow.crystal_tasks.rewards import CLASH_PENALTY, DensityReward, VolumeReward
+from crystalflow.crystal_tasks.steering import (
     SteeredSampler, SteeringConfig, best_in_groups, gather_particles, group_weights, resample_indices,
 )
 from crystalflow.symmetry import collate_symmetry, crystal_symmetry
@@ -178,7 +178,7 @@ def test_cli_steer_with_the_default_reward_and_relax(tiny_checkpoint, tmp_path, 
 
 
 def test_generate_api_steers_with_a_user_reward(tiny_checkpoint):
-    from crystalflow.generation import generate
+    from crystalflow.crystal_tasks.generation import generate
 
     plain = generate(225, 3, steps=4, seed=0, checkpoint=tiny_checkpoint)
     dense = generate(225, 3, steps=4, seed=0, checkpoint=tiny_checkpoint,

@@ -218,7 +218,7 @@ def test_cli_stability_cutoffs(tiny_hull, tmp_path, capsys):
 
 
 def test_energy_rewards_against_a_hull(tiny_hull):
-    from crystalflow.rewards import CLASH_PENALTY, FAILURE_REWARD, FormationEnergyReward, HullEnergyReward
+    from crystalflow.crystal_tasks.rewards import CLASH_PENALTY, FAILURE_REWARD, FormationEnergyReward, HullEnergyReward
 
     reward = HullEnergyReward(hull=tiny_hull)
     on_hull, squeezed = reward([nacl_prim(), nacl_prim(4.6)])

@@ -18,7 +18,7 @@ import functools
 import pytest
 import torch
 
-from crystalflow.csp import CSPConfig, CSPFlow
+from crystalflow.crystal_tasks.csp import CSPConfig, CSPFlow
 from crystalflow.manifolds import LatticeChart
 from crystalflow.models import Conditions, E3NNConfig, E3NNNet, build_model
 from crystalflow.models.e3nn_net import adaptive_radius_graph

@@ -19,7 +19,7 @@ class Payload:  # a pickled object a weights-only load refuses
 
 
 def _tiny_csp_checkpoint() -> Checkpoint:
-    from crystalflow.csp import CSPConfig, CSPFlow
+    from crystalflow.crystal_tasks.csp import CSPConfig, CSPFlow
     from crystalflow.manifolds import LatticeChart
     from crystalflow.models import build_model
 

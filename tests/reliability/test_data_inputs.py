@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from crystalflow.cli import main
-from crystalflow.composition import atom_types_for, check_trained_elements, parse_composition
+from crystalflow.crystal_tasks.composition import atom_types_for, check_trained_elements, parse_composition
 from crystalflow.crystals.dataset import CrystalDataset, cache_file_for
 from crystalflow.errors import DataError, InputError
 from crystalflow.metrics.stability import StabilityRecord, stability_metrics

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from crystalflow.cli import main
-from crystalflow.generation import _repair, generate_crystals
+from crystalflow.crystal_tasks.generation import _repair, generate_crystals
 from crystalflow.outputs import MANIFEST
 from tests.dng.conftest import tiny_checkpoint, tiny_flow, SKELETONS  # noqa: F401 (fixture)
 
@@ -66,7 +66,7 @@ def test_refused_request_writes_nothing(tiny_checkpoint, tmp_path, capsys, argv)
 
 
 def test_unwritable_out_is_refused_before_sampling(tiny_checkpoint, tmp_path, capsys, monkeypatch):
-    import crystalflow.generation as generation
+    import crystalflow.crystal_tasks.generation as generation
 
     monkeypatch.setattr(generation, "generate_crystals", lambda *a, **k: pytest.fail("sampled"))
     (tmp_path / "file").write_text("x")
@@ -76,7 +76,7 @@ def test_unwritable_out_is_refused_before_sampling(tiny_checkpoint, tmp_path, ca
 
 def test_failing_crystals_are_resampled_in_bounded_rounds(tiny_checkpoint):
     from crystalflow.checks import check_structure
-    from crystalflow.generation import _load
+    from crystalflow.crystal_tasks.generation import _load
 
     flow, dist = _load(str(tiny_checkpoint), "cpu")
     raw = generate_crystals(flow, dist, 24, space_group=225, steps=3, seed=3, retries=0)
@@ -91,7 +91,7 @@ def test_element_fallback_keeps_the_requested_group():
     """All three orbits of Fm-3m a,b,c sampled as Na: putting Cl on c would merge a+b into a
     Pm-3m cell of half the edge; the fallback picks an orbit that keeps Fm-3m."""
     from crystalflow.checks import check_structure
-    from crystalflow.dng import Skeleton
+    from crystalflow.crystal_tasks.dng import Skeleton
 
     flow = tiny_flow()
     only_na = torch.zeros(flow.allowed.shape[0], dtype=torch.bool)
@@ -106,7 +106,7 @@ def test_element_fallback_keeps_the_requested_group():
 
 
 def test_bundled_model_delivers_fm3m_for_nacl(tmp_path, one_thread):
-    from crystalflow.generation import generate
+    from crystalflow.crystal_tasks.generation import generate
 
     out = tmp_path / "nacl"
     crystals = generate(225, 8, elements="Na,Cl", seed=0, out=out)

@@ -85,7 +85,7 @@ def test_all_garbage_csv_writes_nothing(tmp_path, capsys, monkeypatch, mode):
 
 
 def test_composition_flow_paths_refuse_a_used_folder_before_sampling(tmp_path, capsys, monkeypatch):
-    import crystalflow.prediction as prediction
+    import crystalflow.crystal_tasks.prediction as prediction
 
     monkeypatch.setattr(prediction, "predict_with_space_group", lambda *a, **k: pytest.fail("sampled"))
     out = tmp_path / "used"
@@ -111,8 +111,8 @@ def test_space_group_request_writes_one_checked_file_per_sample(tmp_path, capsys
 
 @pytest.mark.parametrize("mode", [[], ["--p1"], ["--space-group", "225"]])
 def test_unwritable_out_is_refused_before_any_sampling(tmp_path, capsys, monkeypatch, mode):
-    import crystalflow.pipeline as pipeline
-    import crystalflow.prediction as prediction
+    import crystalflow.crystal_tasks.pipeline as pipeline
+    import crystalflow.crystal_tasks.prediction as prediction
 
     for module, name in ((pipeline, "predict_compositions"), (prediction, "sample_structures"),
                          (prediction, "sample_symmetric_structures")):

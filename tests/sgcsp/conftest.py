@@ -11,7 +11,7 @@ import torch
 
 from crystalflow.crystals.symmetric import SymmetricDataset
 from crystalflow.models import SGNet, SGNetConfig
-from crystalflow.sgcsp import SGCSPConfig, SGCSPFlow
+from crystalflow.crystal_tasks.sgcsp import SGCSPConfig, SGCSPFlow
 from crystalflow.symmetry import (
     WyckoffTemplate,
     crystal_symmetry,

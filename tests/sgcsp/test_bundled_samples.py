@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from crystalflow.dng import Skeleton
+from crystalflow.crystal_tasks.dng import Skeleton
 from crystalflow.pretrained import load_pretrained
 from crystalflow.symmetry import WyckoffTemplate
 

@@ -112,7 +112,7 @@ def test_predict_composition_with_wyckoff(tiny_checkpoint, tmp_path, capsys):
 
 
 def test_templates_for_maps_formula_to_conventional_cell():
-    from crystalflow.prediction import templates_for
+    from crystalflow.crystal_tasks.prediction import templates_for
 
     ts = templates_for("NaCl", 225, max_atoms=12)
     assert ts and all(t.composition == {11: 4, 17: 4} for t in ts)
@@ -154,7 +154,7 @@ def test_bad_csv_flag_combinations(tiny_checkpoint, tiny_csv, tmp_path, capsys):
 def test_train_loop_writes_sgcsp_checkpoint(tmp_path):
     """The generic training loop drives the space-group flow (tiny data, 3 steps) and resumes."""
     from crystalflow.training import TrainConfig, train
-    from crystalflow.validation import sgcsp_validator
+    from crystalflow.crystal_tasks.validation import sgcsp_validator
 
     ds = make_dataset()
     flow = make_flow(dataset=ds)
@@ -177,7 +177,7 @@ def test_skipped_rows_come_back_as_data_not_warnings(tiny_csv, tiny_checkpoint, 
     nothing; the command line prints it (test above)."""
     import warnings
 
-    from crystalflow.prediction import predict_from_csv_with_space_group
+    from crystalflow.crystal_tasks.prediction import predict_from_csv_with_space_group
 
     path, ds = tiny_csv
     with warnings.catch_warnings():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from crystalflow.crystals.symmetric import SymmetricDataset
-from crystalflow.sgcsp import sg_conditions
+from crystalflow.crystal_tasks.sgcsp import sg_conditions
 from crystalflow.symmetry import (
     aligned_orbit_parameters,
     collate_symmetry,

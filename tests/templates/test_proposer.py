@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from pymatgen.core import Composition
 
-from crystalflow.pipeline import Candidate, PipelineConfig, predict_compositions, rank_candidates
+from crystalflow.crystal_tasks.pipeline import Candidate, PipelineConfig, predict_compositions, rank_candidates
 from crystalflow.symmetry import analyze_structure
 from crystalflow.templates import anonymous_key, load_library, propose
 from crystalflow.templates.proposer import _assignments
@@ -174,7 +174,7 @@ def test_distinct_best_puts_different_crystals_first():
     fills a place only when no other crystal is left."""
     from pymatgen.core import Lattice, Structure
 
-    from crystalflow.pipeline import distinct_best
+    from crystalflow.crystal_tasks.pipeline import distinct_best
 
     perov = Structure(Lattice.cubic(3.9), ["Sr", "Ti", "O", "O", "O"],
                       [[0, 0, 0], [.5, .5, .5], [0, .5, .5], [.5, 0, .5], [.5, .5, 0]])

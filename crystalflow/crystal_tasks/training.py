@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from crystalflow.checkpoint import Checkpoint, load_checkpoint
-from crystalflow.data_stats import CrystalStats
+from crystalflow.crystal_tasks.stats import CrystalStats
 from crystalflow.errors import InputError
 from crystalflow.manifolds import LatticeChart
 from crystalflow.task_training import Built, TrainData, TrainingSpec, heldout_loss_validator
@@ -38,6 +38,9 @@ class CrystalTrainOptions:
         val_size / val_steps: validation crystals per check and ODE steps of their samples.
         seed: seed of the weights, the validation samples and the batches.
         init_from: a checkpoint (path or bundled name) to start from.
+        train_on_val: sgcsp / dng on a benchmark with its own train split (MP-20): also train on
+            ``val.csv`` after its first :data:`~crystalflow.crystals.dataset.SELECTION_ROWS` rows,
+            which stay held out for validation and selection (the test split is never used).
     """
 
     dataset: str | None = None
@@ -54,6 +57,7 @@ class CrystalTrainOptions:
     val_steps: int = 50
     seed: int = 0
     init_from: str | None = None
+    train_on_val: bool = False
 
 
 def _refuse_align_orbits(options: CrystalTrainOptions, task: str) -> None:
@@ -84,7 +88,7 @@ def _init_checkpoint(options: CrystalTrainOptions, task: str) -> Checkpoint | No
 def elements_seen(atom_types: torch.Tensor, init: Checkpoint | None) -> tuple[int, ...] | None:
     """Atomic numbers a run trains on (``atom_types [N]``), with ``init``'s recorded ones; ``None``
     when ``init`` does not record them (then nothing is known)."""
-    from crystalflow.composition import trained_elements
+    from crystalflow.crystal_tasks.composition import trained_elements
 
     seen = set(atom_types.tolist())
     if init is not None:
@@ -103,6 +107,8 @@ def load_csp_data(options: CrystalTrainOptions, progress: bool) -> TrainData:
     from crystalflow.crystals import load_split
     from crystalflow.crystals.dataset import load_user_data, split_dataset
 
+    if options.train_on_val:
+        raise InputError("train_on_val applies to tasks sgcsp and dng", parameters=("train_on_val", "task"))
     if options.data is not None:
         parts = split_dataset(load_user_data(options.data, progress=progress),
                               val_fraction=options.val_fraction, seed=options.split_seed)
@@ -113,8 +119,8 @@ def load_csp_data(options: CrystalTrainOptions, progress: bool) -> TrainData:
 
 
 def build_csp(data: TrainData, options: CrystalTrainOptions) -> Built:
-    """A P1 :class:`~crystalflow.csp.CSPFlow` (fresh, or continuing ``init_from``'s weights and chart)."""
-    from crystalflow.csp import CSPConfig, CSPFlow
+    """A P1 :class:`~crystalflow.crystal_tasks.csp.CSPFlow` (fresh, or continuing ``init_from``'s weights and chart)."""
+    from crystalflow.crystal_tasks.csp import CSPConfig, CSPFlow
     from crystalflow.flow_checkpoints import model_from_checkpoint
     from crystalflow.models import build_model, default_csp_network, default_size
 
@@ -143,7 +149,7 @@ def build_csp(data: TrainData, options: CrystalTrainOptions) -> Built:
 def csp_validator(flow, data: TrainData, options: CrystalTrainOptions,
                   device: torch.device) -> Callable[[], float] | None:
     """Match rate of P1 samples of the first ``val_size`` validation crystals (None for size 0)."""
-    from crystalflow.validation import csp_validator as make
+    from crystalflow.crystal_tasks.validation import csp_validator as make
 
     if options.val_size <= 0:
         return None
@@ -156,17 +162,33 @@ def csp_validator(flow, data: TrainData, options: CrystalTrainOptions,
 
 def load_symmetric_data(options: CrystalTrainOptions, progress: bool) -> TrainData:
     """Symmetrised conventional cells of the benchmark's train split and of the first validation
-    rows (at least ``val_size`` and 500; the whole split when it is the training file)."""
-    from crystalflow.crystals.dataset import DATASETS, resolve_data_dir
+    rows (at least ``val_size`` and 500; the whole split when it is the training file). With
+    ``train_on_val`` the training set also holds ``val.csv`` minus its first ``SELECTION_ROWS``
+    rows, and validation draws from those first rows only."""
+    from crystalflow.crystals.dataset import DATASETS, SELECTION_ROWS, resolve_data_dir
     from crystalflow.crystals.symmetric import SymmetricDataset, load_symmetric_split
 
     if options.data is not None:
         raise InputError("data trains the P1 CSP flow only (task csp)", parameters=("data", "task"))
+    shares_val = DATASETS[options.dataset]["train"] == DATASETS[options.dataset]["val"]
+    if options.train_on_val and shares_val:
+        raise InputError(f"train_on_val needs a benchmark with its own train split; {options.dataset} "
+                         "already trains on val.csv", parameters=("train_on_val", "dataset"))
     train_set = load_symmetric_split(options.dataset, "train", options.data_dir, progress=progress)
-    if DATASETS[options.dataset]["train"] == DATASETS[options.dataset]["val"]:
+    root = resolve_data_dir(options.data_dir) / options.dataset
+    if shares_val:
         val_set = load_symmetric_split(options.dataset, "val", options.data_dir, progress=progress)
+    elif options.train_on_val:
+        full = SymmetricDataset.from_csv(root / DATASETS[options.dataset]["val"], progress=progress,
+                                         workers=2, warn=False)
+        from crystalflow.crystals.dataset import read_cif_table
+
+        held = set(map(str, read_cif_table(root / DATASETS[options.dataset]["val"])["material_id"][:SELECTION_ROWS]))
+        inside = [i for i, m in enumerate(full.material_ids) if m in held]
+        rest = [i for i, m in enumerate(full.material_ids) if m not in held]
+        train_set = SymmetricDataset.concat([train_set, full.subset(rest)])
+        val_set = full.subset(inside)
     elif options.val_size > 0:  # only the first rows are needed: analyse (and cache) just those
-        root = resolve_data_dir(options.data_dir) / options.dataset
         val_set = SymmetricDataset.from_csv(root / DATASETS[options.dataset]["val"],
                                             limit=max(options.val_size, 500), progress=progress)
     else:
@@ -181,10 +203,10 @@ def _symmetric_stats(data: TrainData, chart: LatticeChart, **extra) -> CrystalSt
 
 
 def build_sgcsp(data: TrainData, options: CrystalTrainOptions) -> Built:
-    """An :class:`~crystalflow.sgcsp.SGCSPFlow` on the family lattice chart of the training set."""
+    """An :class:`~crystalflow.crystal_tasks.sgcsp.SGCSPFlow` on the family lattice chart of the training set."""
     from crystalflow.flow_checkpoints import model_from_checkpoint
     from crystalflow.models import build_model, default_size
-    from crystalflow.sgcsp import SGCSPConfig, SGCSPFlow
+    from crystalflow.crystal_tasks.sgcsp import SGCSPConfig, SGCSPFlow
     from crystalflow.symmetry import family_lattice_chart
 
     name = options.model or "sgnet"
@@ -208,7 +230,7 @@ def build_sgcsp(data: TrainData, options: CrystalTrainOptions) -> Built:
 def sgcsp_validator(flow, data: TrainData, options: CrystalTrainOptions,
                     device: torch.device) -> Callable[[], float] | None:
     """Match rate of space-group conditioned samples of the first ``val_size`` validation rows."""
-    from crystalflow.validation import sgcsp_validator as make
+    from crystalflow.crystal_tasks.validation import sgcsp_validator as make
 
     if options.val_size <= 0 or data.val is None:
         return None
@@ -217,9 +239,9 @@ def sgcsp_validator(flow, data: TrainData, options: CrystalTrainOptions,
 
 
 def build_dng(data: TrainData, options: CrystalTrainOptions) -> Built:
-    """A :class:`~crystalflow.dng.DNGFlow` generating the training set's elements; ``init_from``
+    """A :class:`~crystalflow.crystal_tasks.dng.DNGFlow` generating the training set's elements; ``init_from``
     (an sgcsp checkpoint) gives the trunk, the type head starts fresh."""
-    from crystalflow.dng import NUM_TYPES, DNGConfig, DNGFlow, SkeletonDistribution
+    from crystalflow.crystal_tasks.dng import NUM_TYPES, DNGConfig, DNGFlow, SkeletonDistribution
     from crystalflow.flow_checkpoints import resolve_checkpoint
     from crystalflow.models import build_model, check_size_matches, default_size
     from crystalflow.symmetry import family_lattice_chart

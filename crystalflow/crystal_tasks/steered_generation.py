@@ -9,7 +9,7 @@ from pathlib import Path
 
 from crystalflow.crystals.crystal import Crystal, write_text_atomic
 from crystalflow.errors import InputError
-from crystalflow.steering import DEFAULT_RESAMPLE_AT, SteeredSampler, SteeringConfig
+from crystalflow.crystal_tasks.steering import DEFAULT_RESAMPLE_AT, SteeredSampler, SteeringConfig
 
 __all__ = ["make_sampler", "relax_generated", "steering_note"]
 
@@ -17,11 +17,11 @@ __all__ = ["make_sampler", "relax_generated", "steering_note"]
 def make_sampler(flow, steer: str | None, particles: int | None = None,
                  resample_at: Sequence[float] | None = None, temperature: float | None = None,
                  reward=None, progress: bool = True) -> SteeredSampler | None:
-    """A :class:`~crystalflow.steering.SteeredSampler` for ``steer`` (``None``: plain sampling).
+    """A :class:`~crystalflow.crystal_tasks.steering.SteeredSampler` for ``steer`` (``None``: plain sampling).
 
     Raises:
         InputError: steering options without ``steer``, ``resample_at`` with ``best-of-n``, or
-            invalid values (see :class:`~crystalflow.steering.SteeringConfig`).
+            invalid values (see :class:`~crystalflow.crystal_tasks.steering.SteeringConfig`).
     """
     if steer is None:
         given = [name for name, v in (("--particles", particles), ("--resample-at", resample_at),

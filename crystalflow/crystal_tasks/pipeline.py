@@ -39,7 +39,7 @@ import torch
 from pymatgen.core import Element, Structure
 from tqdm.auto import tqdm
 
-from crystalflow.candidates import SOURCES, VOTE_FLOOR, Candidate, distinct_best, rank_candidates
+from crystalflow.crystal_tasks.candidates import SOURCES, VOTE_FLOOR, Candidate, distinct_best, rank_candidates
 from crystalflow.checks import check_structure
 from crystalflow.errors import InputError
 from crystalflow.metrics.validity import min_interatomic_distance
@@ -157,7 +157,7 @@ def _fallback_templates(library: TemplateLibrary, counts: dict[int, int], groups
                         max_atoms: int | None) -> list:
     """Wyckoff templates of the library's likeliest space groups for this number of elements,
     whose primitive cell holds the target's atoms."""
-    from crystalflow.prediction import templates_for
+    from crystalflow.crystal_tasks.prediction import templates_for
 
     n_el = len(counts)
     freq = library.space_group_counts.get(n_el) or library.space_group_counts.get(
@@ -315,7 +315,7 @@ def predict_compositions(
     p1_jobs = [i for i, props in enumerate(proposals)
                for _ in range(config.p1_samples if props else config.fallback_samples)]
     if p1_jobs:
-        from crystalflow.prediction import sample_structures
+        from crystalflow.crystal_tasks.prediction import sample_structures
         from crystalflow.pretrained import load_pretrained
 
         p1_flow, p1_ckpt = load_pretrained(p1_checkpoint, task="csp")

@@ -66,7 +66,7 @@ def select_skeletons(dist, allowed: torch.Tensor, space_group: int | None = None
     """Training skeletons compatible with a request (see the module docstring).
 
     Args:
-        dist: the checkpoint's :class:`~crystalflow.dng.SkeletonDistribution`.
+        dist: the checkpoint's :class:`~crystalflow.crystal_tasks.dng.SkeletonDistribution`.
         allowed: ``[V]`` bool, types the model can generate.
 
     Raises:
@@ -172,7 +172,7 @@ def generate_crystals(
     """Sample ``num`` crystals with a loaded DNG flow and its skeleton distribution.
 
     ``sampler`` replaces ``flow.sample`` (same signature, one crystal per skeleton, e.g. a
-    reward-steered :class:`crystalflow.steering.SteeredSampler`).
+    reward-steered :class:`crystalflow.crystal_tasks.steering.SteeredSampler`).
 
     Every crystal is checked (:func:`crystalflow.checks.check_structure`). Up to ``retries``
     rounds then re-sample, in batches, with :data:`RETRY_CANDIDATES` freshly drawn skeletons each
@@ -314,10 +314,10 @@ def generate(
         overwrite: replace the files a previous run wrote to ``out``.
         retries: re-sampling rounds for crystals that miss an element or fail the space-group /
             distance check (see :func:`generate_crystals`).
-        steer: a :class:`crystalflow.steering.SteeringConfig` (best-of-N or SMC particles) to
+        steer: a :class:`crystalflow.crystal_tasks.steering.SteeringConfig` (best-of-N or SMC particles) to
             spend more sampling compute on a lower ``reward``.
         reward: ``structures -> costs`` (lower is better; default: unrelaxed CHGNet energy above
-            the bundled hull, :class:`crystalflow.rewards.HullEnergyReward`); needs ``steer``.
+            the bundled hull, :class:`crystalflow.crystal_tasks.rewards.HullEnergyReward`); needs ``steer``.
 
     Returns:
         The crystals (conventional cells; ``Crystal.to_structure()`` for pymatgen). Those that
@@ -338,7 +338,7 @@ def generate(
     flow, dist = _load(None if checkpoint is None else str(checkpoint), str(device))
     sampler = None
     if steer is not None:
-        from crystalflow.steering import SteeredSampler
+        from crystalflow.crystal_tasks.steering import SteeredSampler
 
         sampler = SteeredSampler(flow, steer, reward=reward, progress=progress)
         batch_size = max(1, batch_size // steer.particles)

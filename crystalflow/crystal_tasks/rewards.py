@@ -1,4 +1,4 @@
-"""Rewards for steered generation (:mod:`crystalflow.steering`): structures -> costs, lower is better.
+"""Rewards for steered generation (:mod:`crystalflow.crystal_tasks.steering`): structures -> costs, lower is better.
 
 A reward is any callable ``reward(structures) -> sequence of floats`` (one per structure, lower is
 better; ``inf`` / ``nan`` count as the worst). The steering methods weight particles by

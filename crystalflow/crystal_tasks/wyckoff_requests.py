@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pymatgen.core import Composition
 
-from crystalflow.composition import atom_types_for
+from crystalflow.crystal_tasks.composition import atom_types_for
 from crystalflow.errors import InputError
 
 __all__ = ["MAX_TEMPLATES", "templates_for"]
@@ -91,7 +91,7 @@ def templates_for(
     Raises:
         InputError: space group outside 1-230, unknown Wyckoff letter, or no template fits.
     """
-    from crystalflow.composition import parse_composition as parse_formula
+    from crystalflow.crystal_tasks.composition import parse_composition as parse_formula
     from crystalflow.symmetry import enumerate_templates, get_space_group, wyckoff_position
 
     group = get_space_group(int(space_group))  # InputError outside 1-230

@@ -1,6 +1,6 @@
 """Reward-steered de-novo generation: best-of-N and Feynman-Kac particle resampling (SMC).
 
-Both methods turn extra sampling compute into samples of lower reward (:mod:`crystalflow.rewards`;
+Both methods turn extra sampling compute into samples of lower reward (:mod:`crystalflow.crystal_tasks.rewards`;
 default: unrelaxed CHGNet energy above the bundled hull). Every requested crystal gets a *group* of
 ``K = particles`` particles that share its skeleton (space group + Wyckoff letters), so they share
 one symmetry layout and can be copied onto each other:
@@ -21,10 +21,10 @@ The continuous part of the flow is a deterministic ODE, so copies of one particl
 through the random type jumps of orbits still masked at the resampling time: resampling early
 keeps diversity, resampling late exploits the better endpoint predictions.
 
-The hook is :meth:`crystalflow.dng.DNGFlow.sample`'s ``steer`` callback (which the shared
+The hook is :meth:`crystalflow.crystal_tasks.dng.DNGFlow.sample`'s ``steer`` callback (which the shared
 :func:`crystalflow.solvers.integrate` loop calls after every step; a returned state replaces the
 current one); :class:`SteeredSampler` has ``DNGFlow.sample``'s signature and plugs into
-:func:`crystalflow.generation.generate_crystals` as its ``sampler``.
+:func:`crystalflow.crystal_tasks.generation.generate_crystals` as its ``sampler``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import torch
 
 from crystalflow.crystals.batch import CrystalBatch
 from crystalflow.errors import InputError
-from crystalflow.rewards import Reward
+from crystalflow.crystal_tasks.rewards import Reward
 
 __all__ = ["METHODS", "SteeringConfig", "SteeredSampler", "best_in_groups", "gather_particles",
            "group_weights", "predict_endpoint", "resample_indices", "select_crystals"]
@@ -177,7 +177,7 @@ def predict_endpoint(ctx, state: dict[str, torch.Tensor], t: float) -> dict[str,
     their most probable type.
 
     Args:
-        ctx: the :class:`~crystalflow.dng.DNGSampling` of the call.
+        ctx: the :class:`~crystalflow.crystal_tasks.dng.DNGSampling` of the call.
         state: ``frac [N, 3]``, ``lattice [B, 6]``, ``types [M]``.
     """
     flow = ctx.flow
@@ -210,9 +210,9 @@ class SteeredSampler:
     """``DNGFlow.sample`` with reward steering: one crystal (the best particle) per skeleton.
 
     Attributes:
-        flow: the :class:`~crystalflow.dng.DNGFlow`.
+        flow: the :class:`~crystalflow.crystal_tasks.dng.DNGFlow`.
         config: :class:`SteeringConfig`.
-        reward: structures -> costs (default :class:`~crystalflow.rewards.HullEnergyReward`).
+        reward: structures -> costs (default :class:`~crystalflow.crystal_tasks.rewards.HullEnergyReward`).
         progress: show a bar over the reward evaluations of each call.
         reward_calls: reward evaluations so far; chosen_rewards: the final reward of every
             returned crystal, in call order; resampling_ess: mean effective sample size (out of
@@ -229,7 +229,7 @@ class SteeredSampler:
 
     def __post_init__(self) -> None:
         if self.reward is None:
-            from crystalflow.rewards import HullEnergyReward
+            from crystalflow.crystal_tasks.rewards import HullEnergyReward
 
             self.reward = HullEnergyReward()
 

@@ -14,13 +14,13 @@ from tqdm.auto import tqdm
 from crystalflow.crystals.batch import CrystalBatch, batch_index
 from crystalflow.crystals.crystal import Crystal
 from crystalflow.crystals.dataset import SkippedRow, read_cif_table
-from crystalflow.composition import atom_types_for, check_trained_elements
-from crystalflow.csp import CSPFlow
+from crystalflow.crystal_tasks.composition import atom_types_for, check_trained_elements
+from crystalflow.crystal_tasks.csp import CSPFlow
 from crystalflow.errors import InputError
 from crystalflow.models.conditions import Conditions
 from crystalflow.outputs import prepare_output_dir, write_samples
 from crystalflow.pretrained import load_pretrained
-from crystalflow.wyckoff_requests import MAX_TEMPLATES, templates_for  # noqa: F401 (re-exported)
+from crystalflow.crystal_tasks.wyckoff_requests import MAX_TEMPLATES, templates_for  # noqa: F401 (re-exported)
 
 
 def check_cell_size(num_atoms: int, max_atoms: int | None) -> None:
@@ -60,7 +60,7 @@ def predict(
 ) -> list[Structure]:
     """Predict the ``num_samples`` best candidate structures of a composition.
 
-    By default the composition pipeline (:mod:`crystalflow.pipeline`: substituted templates of
+    By default the composition pipeline (:mod:`crystalflow.crystal_tasks.pipeline`: substituted templates of
     the bundled MP-20 library, ranked by CHGNet energy); with ``p1=True`` independent samples of
     the P1 flow alone.
 
@@ -72,7 +72,7 @@ def predict(
         checkpoint: the P1 flow's checkpoint (default: the bundled MP-20 CSP checkpoint).
         seed: random seed (same seed, same structures).
         p1: the P1 flow alone.
-        config: a :class:`~crystalflow.pipeline.PipelineConfig` (default settings if ``None``).
+        config: a :class:`~crystalflow.crystal_tasks.pipeline.PipelineConfig` (default settings if ``None``).
         library: a template library or its path (default: the bundled one).
         allow_unseen: with ``p1``, allow elements the checkpoint never saw in training.
 
@@ -85,7 +85,7 @@ def predict(
     if not p1:
         from collections import Counter
 
-        from crystalflow.pipeline import PipelineConfig, predict_compositions
+        from crystalflow.crystal_tasks.pipeline import PipelineConfig, predict_compositions
 
         ranked = predict_compositions([dict(Counter(types))], config=config or PipelineConfig(),
                                       num_outputs=num_samples, library=library,
@@ -174,7 +174,7 @@ def predict_from_csv(
                            skipped_rows=tuple(skipped))
 
 
-# -- space-group conditioned prediction (task ``sgcsp``; templates: crystalflow.wyckoff_requests) --
+# -- space-group conditioned prediction (task ``sgcsp``; templates: crystalflow.crystal_tasks.wyckoff_requests) --
 
 def sample_symmetric_structures(
     flow, templates: Sequence, *, steps: int | None = None, method: str | None = None,

@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 
 from crystalflow.crystals.dataset import CrystalDataset
-from crystalflow.csp import CSPFlow, conditions_of
+from crystalflow.crystal_tasks.csp import CSPFlow, conditions_of
 
 
 def csp_validator(flow: CSPFlow, val_set: CrystalDataset, size: int = 200, steps: int = 50,
