@@ -346,7 +346,7 @@ def _add_stability(sub: argparse._SubParsersAction) -> None:
 # -------------------------------------------------------------------------------- build-hull
 def run_build_hull(args: argparse.Namespace) -> int:
     """``crystalflow evaluate build-hull``."""
-    from crystalflow.metrics.hull import build_reference_hull
+    from crystalflow.metrics.hull_build import build_reference_hull
 
     path = build_reference_hull(
         args.data_dir, out_dir=args.out_dir, batch_size=args.batch_size, limit=args.limit,

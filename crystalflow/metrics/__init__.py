@@ -12,7 +12,8 @@ Every metric is a small function on pymatgen Structures, defined as the field de
 * :mod:`~crystalflow.metrics.dng` -- the de-novo generation table;
 * :mod:`~crystalflow.metrics.reference` -- cached properties of a reference split;
 * :mod:`~crystalflow.metrics.energy` -- CHGNet energies and relaxations;
-* :mod:`~crystalflow.metrics.hull` -- the cached CHGNet reference hull (not a DFT hull);
+* :mod:`~crystalflow.metrics.hull` -- the cached CHGNet reference hull (not a DFT hull): reading, querying;
+* :mod:`~crystalflow.metrics.hull_build` -- computing that hull (resumable);
 * :mod:`~crystalflow.metrics.stability` -- E_hull, stability rates and S.U.N.;
 * :mod:`~crystalflow.metrics.plots` -- matplotlib figures;
 * :mod:`~crystalflow.metrics.io` -- sample directories and reference CSV splits.
@@ -76,7 +77,7 @@ _EXPORTS: dict[str, str] = {
     "static_energies": "energy",
     "HullEntry": "hull",
     "ReferenceHull": "hull",
-    "build_reference_hull": "hull",
+    "build_reference_hull": "hull_build",
     "load_reference_hull": "hull",
     "StabilityMetrics": "stability",
     "StabilityRecord": "stability",

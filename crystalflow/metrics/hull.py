@@ -8,8 +8,8 @@ CHGNet). Energy above hull follows pymatgen's ``PhaseDiagram.get_decomp_and_e_ab
 
 The hull is cached as a small gzip CSV (``id, formula, energy_per_atom, source``) in
 ``crystalflow/data/hull/`` (or ``$CRYSTALFLOW_HULL_DIR``), named by a hash of its inputs (data files, CHGNet
-version and weights, settings) with a JSON side-car describing them. A build is resumable: partial
-results are saved atomically after every chunk.
+version and weights, settings) with a JSON side-car describing them. This module reads, writes and
+queries that file; :mod:`crystalflow.metrics.hull_build` computes it (resumably, with CHGNet).
 """
 
 from __future__ import annotations
@@ -21,24 +21,26 @@ import io
 import json
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
-from pymatgen.core import Composition, Structure
+from pymatgen.core import Composition
 
 from crystalflow.cache import file_sha256
 from crystalflow.errors import DataError
 
 __all__ = [
     "HULL_SPLITS",
+    "EHull",
+    "HullEntry",
     "HullSpec",
     "ReferenceHull",
-    "build_reference_hull",
     "default_data_dir",
     "hull_dir",
     "load_reference_hull",
+    "read_hull_entries",
+    "write_hull_entries",
 ]
 
 #: MP-20 splits that make up the reference hull
@@ -221,8 +223,8 @@ class ReferenceHull:
 _COLUMNS = ("id", "formula", "energy_per_atom", "source")
 
 
-def _write_entries_atomic(path: Path, entries: Sequence[HullEntry]) -> None:
-    """Write a gzip CSV via a temporary file and an atomic rename."""
+def write_hull_entries(path: Path, entries: Sequence[HullEntry]) -> None:
+    """Write a hull file (gzip CSV) via a temporary file and an atomic rename."""
     import csv
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -238,7 +240,7 @@ def _write_entries_atomic(path: Path, entries: Sequence[HullEntry]) -> None:
 
 
 def read_hull_entries(path: str | Path) -> list[HullEntry]:
-    """Entries of a hull file written by :func:`build_reference_hull`.
+    """Entries of a hull file written by :func:`write_hull_entries`.
 
     Raises:
         DataError: the file is missing or malformed.
@@ -305,122 +307,3 @@ def load_reference_hull(path: str | Path | None = None, *, data_dir: str | Path 
     meta_path = path.with_name(path.name.replace(".csv.gz", ".json"))
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     return ReferenceHull.from_entries(read_hull_entries(path), _description(meta) if meta else f"CHGNet hull {path.name}")
-
-
-# ---------------------------------------------------------------------------------- building
-def elemental_reference_structures(elements: Iterable[str]) -> dict[str, Structure]:
-    """ASE's reference crystal (``ase.build.bulk``) of each element that has one."""
-    from ase.build import bulk
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    out = {}
-    for symbol in sorted(set(elements)):
-        try:
-            out[symbol] = AseAtomsAdaptor.get_structure(bulk(symbol))
-        except Exception:  # molecular or unsupported reference state
-            continue
-    return out
-
-
-def _log_to(log: Callable[[str], None] | None) -> Callable[[str], None]:
-    return log or (lambda msg: None)
-
-
-def build_reference_hull(
-    data_dir: str | Path | None = None,
-    *,
-    out_dir: str | Path | None = None,
-    chunk_size: int = 512,
-    batch_size: int = 16,
-    limit: int | None = None,
-    progress: bool = True,
-    log: Callable[[str], None] | None = None,
-) -> Path:
-    """Compute and cache the CHGNet reference hull of MP-20 (train + val + test + elements).
-
-    Resumable: results are saved atomically to ``<name>.partial.csv.gz`` after every chunk of
-    ``chunk_size`` structures, and a rerun continues from there.
-
-    Args:
-        data_dir: folder with ``train/val/test.csv.gz`` (default :func:`default_data_dir`).
-        out_dir: where to write the hull (default :func:`hull_dir`).
-        chunk_size: structures between two checkpoints.
-        batch_size: CHGNet batch size.
-        limit: only the first ``limit`` rows of each split (for tests; changes the key).
-        progress: show a progress bar.
-        log: called with progress messages.
-
-    Returns:
-        Path of the hull file.
-    """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    from crystalflow.metrics.energy import relax, static_energies
-    from crystalflow.metrics.io import parse_cif
-
-    say = _log_to(log)
-    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-    spec = HullSpec.from_data_dir(data_dir)
-    if limit is not None:
-        spec = HullSpec(spec.data_files, spec.chgnet_version, spec.model_name, spec.settings + (("limit", str(limit)),))
-    out_dir = Path(out_dir) if out_dir is not None else hull_dir()
-    final = out_dir / spec.filename()
-    if final.is_file():
-        say(f"hull already cached: {final}")
-        return final
-    partial = out_dir / (spec.filename().replace(".csv.gz", ".partial.csv.gz"))
-    done: list[HullEntry] = read_hull_entries(partial) if partial.is_file() else []
-    done_ids = {e.id for e in done}
-    say(f"hull key {spec.key()}: {len(done)} entries already computed")
-
-    rows = []
-    for split in HULL_SPLITS:
-        table = pd.read_csv(data_dir / f"{split}.csv.gz", usecols=["material_id", "cif"], nrows=limit)
-        rows.extend((str(m), c) for m, c in zip(table["material_id"], table["cif"]))
-    todo = [(m, c) for m, c in rows if m not in done_ids]
-    say(f"{len(rows)} structures, {len(todo)} to compute")
-    failed = 0
-    bar = tqdm(total=len(rows), initial=len(rows) - len(todo), disable=not progress, desc="hull")
-    t0 = time.time()
-    for start in range(0, len(todo), chunk_size):
-        chunk = todo[start : start + chunk_size]
-        structures, ids = [], []
-        for mid, cif in chunk:
-            try:
-                structures.append(parse_cif(cif))
-                ids.append(mid)
-            except Exception:
-                failed += 1
-        energies = static_energies(structures, batch_size=batch_size, progress=False)
-        for mid, s, e in zip(ids, structures, energies):
-            if e is None:
-                failed += 1
-                continue
-            done.append(HullEntry(mid, s.composition.formula.replace(" ", ""), e, "mp_20"))
-        _write_entries_atomic(partial, done)
-        bar.update(len(chunk))
-        rate = (time.time() - t0) / (start + len(chunk))
-        say(f"{len(done)}/{len(rows)} done ({rate * 1000:.0f} ms/structure, {failed} failed)")
-    bar.close()
-
-    elements = {el.symbol for e in done for el in Composition(e.formula).elements}
-    refs = elemental_reference_structures(elements)
-    say(f"relaxing {len(refs)} elemental references")
-    for symbol, structure in tqdm(refs.items(), disable=not progress, desc="elements"):
-        result = relax(structure, steps=ELEMENT_RELAX_STEPS, fmax=ELEMENT_RELAX_FMAX)
-        if result.error is None and math.isfinite(result.energy_per_atom):
-            done.append(HullEntry(f"ase-{symbol}", result.structure.composition.formula.replace(" ", ""),
-                                  result.energy_per_atom, "ase_bulk"))
-    _write_entries_atomic(final, done)
-    meta = spec.to_dict() | {
-        "num_entries": len(done),
-        "num_failed": failed,
-        "built": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "note": "CHGNet energies (not DFT); elemental references from ase.build.bulk relaxed with CHGNet",
-    }
-    final.with_name(final.name.replace(".csv.gz", ".json")).write_text(json.dumps(meta, indent=1) + "\n")
-    if partial.is_file():
-        partial.unlink()
-    say(f"wrote {final} ({len(done)} entries)")
-    return final

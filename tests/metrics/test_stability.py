@@ -16,10 +16,11 @@ from crystalflow.metrics.hull import (
     HullEntry,
     HullSpec,
     ReferenceHull,
-    build_reference_hull,
     load_reference_hull,
     read_hull_entries,
+    write_hull_entries,
 )
+from crystalflow.metrics.hull_build import build_reference_hull
 from crystalflow.metrics.stability import evaluate_stability, stability_metrics, write_stability_csv
 
 from .conftest import rocksalt_nacl
@@ -123,9 +124,8 @@ def test_build_hull_is_keyed_resumable_and_loadable(data_dir, tmp_path, monkeypa
     assert len(spec.key()) == 12
     # a partial result from an interrupted run is kept, not recomputed
     partial = out / spec.filename().replace(".csv.gz", ".partial.csv.gz")
-    from crystalflow.metrics.hull import _write_entries_atomic
 
-    _write_entries_atomic(partial, [HullEntry("id-0", "Na1Cl1", -3.25, "mp_20")])
+    write_hull_entries(partial, [HullEntry("id-0", "Na1Cl1", -3.25, "mp_20")])
     path = build_reference_hull(data_dir, out_dir=out, progress=False)
     assert path.name == spec.filename() and not partial.exists()
     entries = {e.id: e for e in read_hull_entries(path)}
@@ -147,10 +147,9 @@ def test_missing_hull_is_a_clear_error(data_dir, tmp_path, monkeypatch):
 
 
 def test_cli_stability(tiny_hull, tmp_path, capsys):
-    from crystalflow.metrics.hull import _write_entries_atomic
 
     hull_file = tmp_path / "tiny.csv.gz"
-    _write_entries_atomic(hull_file, tiny_hull.entries)
+    write_hull_entries(hull_file, tiny_hull.entries)
     samples = tmp_path / "samples"
     samples.mkdir()
     nacl_prim().to(filename=str(samples / "good.cif"))
@@ -201,10 +200,9 @@ def test_cutoffs_and_unique_novel_rates_are_reported(tiny_hull):
 
 
 def test_cli_stability_cutoffs(tiny_hull, tmp_path, capsys):
-    from crystalflow.metrics.hull import _write_entries_atomic
 
     hull_file = tmp_path / "tiny.csv.gz"
-    _write_entries_atomic(hull_file, tiny_hull.entries)
+    write_hull_entries(hull_file, tiny_hull.entries)
     samples = tmp_path / "samples"
     samples.mkdir()
     nacl_prim().to(filename=str(samples / "good.cif"))

@@ -65,10 +65,10 @@ def test_dng_refuses_a_used_plots_folder_before_work(samples, tmp_path, capsys, 
 
 
 def test_stability_overwrite_replaces_the_previous_csv_and_plots(samples, tmp_path, capsys):
-    from crystalflow.metrics.hull import HullEntry, _write_entries_atomic
+    from crystalflow.metrics.hull import HullEntry, write_hull_entries
 
     hull = tmp_path / "hull.csv.gz"
-    _write_entries_atomic(hull, [HullEntry("na", "Na2", -1.3), HullEntry("cl", "Cl2", -1.8)])
+    write_hull_entries(hull, [HullEntry("na", "Na2", -1.3), HullEntry("cl", "Cl2", -1.8)])
     (samples / MANIFEST).write_text("a.cif\n")  # a crystalflow output folder
     argv = ["evaluate", "stability", "--samples", str(samples), "--hull", str(hull),
             "--relax-steps", "0", "--plots", str(tmp_path / "plots"), "--json", "--no-progress"]
