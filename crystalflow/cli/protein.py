@@ -87,6 +87,7 @@ def run_train(args: argparse.Namespace) -> int:
     from crystalflow.outputs import check_run_dir
     from crystalflow.pretrained import get_task
     from crystalflow.proteins.flow import BackboneFlowConfig
+    from crystalflow.proteins.stats import ProteinStats
     from crystalflow.proteins.train import ProteinTrainOptions, init_checkpoint
     from crystalflow.task_training import RunSettings, train_task
     from crystalflow.training import TrainConfig
@@ -112,7 +113,8 @@ def run_train(args: argparse.Namespace) -> int:
         print(json.dumps({"steps": result.steps, "seconds": round(result.seconds, 1),
                           "best_val_score": result.best_score, "last": str(result.last_path),
                           "best": str(result.best_path) if result.best_path else None,
-                          "train_crops": built.stats["train_crops"], "processes": info.world_size,
+                          "train_crops": ProteinStats.from_dict(built.stats).train_crops,
+                          "processes": info.world_size,
                           "stopped_by": result.stopped_by}))
     return finish(result.stopped_by, result.steps, result.last_path, quiet=not info.is_main)
 

@@ -3,10 +3,11 @@
 :func:`load_protein_data` loads the splits (db55_unbound crops for training, dips_test crops held
 out), :func:`build_protein` builds :class:`~crystalflow.models.framenet.FrameNet` and
 :class:`~crystalflow.proteins.flow.BackboneFlow` (fresh or from an ``--init-from`` checkpoint) with
-the checkpoint statistics, and :func:`protein_validator` selects on :func:`heldout_score`, the
-negative CFM loss on a fixed set of held-out crops with fixed noise and times (deterministic,
-cheap, no sampling). Device, processes (torchrun), EMA, checkpoints and resume are the entry's
-(:func:`~crystalflow.task_training.train_task` with the ``protein`` entry of the task table).
+the checkpoint statistics (:class:`~crystalflow.proteins.stats.ProteinStats`), and
+:func:`protein_validator` selects on :func:`heldout_score`, the negative CFM loss on a fixed set
+of held-out crops with fixed noise and times (deterministic, cheap, no sampling). Device, processes
+(torchrun), EMA, checkpoints and resume are the entry's (:func:`~crystalflow.task_training.train_task`
+with the ``protein`` entry of the task table).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from crystalflow.models.framenet import FrameNet, FrameNetConfig
 from crystalflow.proteins.dataset import BackboneDataset, load_protein_split
 from crystalflow.proteins.flow import BackboneFlow, BackboneFlowConfig
 from crystalflow.proteins.pretrained import MODEL_NAME, resolve_protein_checkpoint
+from crystalflow.proteins.stats import ProteinStats
 from crystalflow.task_training import Built, TrainData, heldout_loss_validator
 
 
@@ -70,16 +72,11 @@ def load_protein_data(options: ProteinTrainOptions, progress: bool = False) -> T
     return TrainData(train_set, val_set, "db55_unbound")
 
 
-def protein_stats(train_set: BackboneDataset, options: ProteinTrainOptions) -> dict:
+def protein_stats(train_set: BackboneDataset, options: ProteinTrainOptions) -> ProteinStats:
     """The statistics a protein checkpoint records about its training crops."""
-    stats = {
-        "dataset": "db55_unbound", "heldout": "dips_test", "crop": options.crop, "stride": options.stride,
-        "min_segment_length": options.min_length, "train_segments": train_set.num_segments,
-        "train_crops": len(train_set), "train_residues": int(train_set.seg_lengths.sum()),
-    }
-    if options.init is not None:
-        stats["init_from"] = str(options.init_from)
-    return stats
+    init_from = str(options.init_from) if options.init is not None else None
+    return ProteinStats.of_dataset(train_set, crop=options.crop, stride=options.stride,
+                                   min_length=options.min_length, init_from=init_from)
 
 
 def build_protein(data: TrainData, options: ProteinTrainOptions) -> Built:
@@ -98,7 +95,8 @@ def build_protein(data: TrainData, options: ProteinTrainOptions) -> Built:
     model = FrameNet(model_config)
     if init is not None:
         model.load_state_dict(init.weights, strict=True)
-    return Built(BackboneFlow(model, options.flow_config), MODEL_NAME, protein_stats(data.train, options))
+    stats = protein_stats(data.train, options)
+    return Built(BackboneFlow(model, options.flow_config), MODEL_NAME, stats.to_dict())
 
 
 def protein_validator(flow: BackboneFlow, data: TrainData, options: ProteinTrainOptions,
