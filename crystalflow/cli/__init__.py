@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: library parameters whose command-line flag is not ``--`` + the name with dashes
-FLAGS = {"out_dir": "--out", "allow_unseen": "--allow-unseen-elements"}
+FLAGS = {"out_dir": "--out", "allow_unseen": "--allow-unseen-elements", "num_outputs": "--num-samples",
+         "temperature": "--steer-temperature"}
 
 
 def flag_message(exc: BaseException) -> str:

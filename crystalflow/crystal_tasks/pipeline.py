@@ -257,7 +257,7 @@ def predict_compositions(
         to build).
     """
     if num_outputs < 1:
-        raise InputError(f"--num-samples must be >= 1, got {num_outputs}")
+        raise InputError(f"num_outputs must be >= 1, got {num_outputs}", parameters=("num_outputs",))
     lib = library if isinstance(library, TemplateLibrary) else load_library(library)
     clock = _Clock(timings)
     per: list[list[Candidate]] = [[] for _ in compositions]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from crystalflow.crystals.crystal import Crystal, write_text_atomic
 from crystalflow.errors import InputError
-from crystalflow.crystal_tasks.steering import DEFAULT_RESAMPLE_AT, SteeredSampler, SteeringConfig
+from crystalflow.crystal_tasks.steering import DEFAULT_RESAMPLE_AT, METHODS, SteeredSampler, SteeringConfig
 
 __all__ = ["make_sampler", "relax_generated", "steering_note"]
 
@@ -24,13 +24,17 @@ def make_sampler(flow, steer: str | None, particles: int | None = None,
             invalid values (see :class:`~crystalflow.crystal_tasks.steering.SteeringConfig`).
     """
     if steer is None:
-        given = [name for name, v in (("--particles", particles), ("--resample-at", resample_at),
-                                      ("--steer-temperature", temperature)) if v is not None]
+        given = [name for name, v in (("particles", particles), ("resample_at", resample_at),
+                                      ("temperature", temperature)) if v is not None]
         if given:
-            raise InputError(f"{', '.join(given)} need(s) --steer best-of-n or --steer smc")
+            raise InputError(f"{', '.join(given)} need(s) steer best-of-n or steer smc",
+                             parameters=(*given, "steer"))
         return None
+    if steer not in METHODS:
+        raise InputError(f"steer must be one of {', '.join(METHODS)}, got {steer!r}", parameters=("steer",))
     if steer == "best-of-n" and (resample_at is not None or temperature is not None):
-        raise InputError("--resample-at and --steer-temperature apply to --steer smc only")
+        raise InputError("resample_at and temperature apply to steer smc only",
+                         parameters=("resample_at", "temperature", "steer"))
     config = SteeringConfig(method=steer, particles=4 if particles is None else particles,
                             resample_at=DEFAULT_RESAMPLE_AT if resample_at is None else tuple(resample_at),
                             temperature=0.1 if temperature is None else temperature)

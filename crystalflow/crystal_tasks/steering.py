@@ -66,14 +66,18 @@ class SteeringConfig:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise InputError(f"--steer must be one of {', '.join(METHODS)}, got {self.method!r}")
+            raise InputError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}",
+                             parameters=("method",))
         if int(self.particles) != self.particles or self.particles < 1:
-            raise InputError(f"--particles must be a positive integer, got {self.particles!r}")
+            raise InputError(f"particles must be a positive integer, got {self.particles!r}",
+                             parameters=("particles",))
         times = tuple(float(t) for t in self.resample_at)
         if any(not 0.0 < t < 1.0 for t in times) or list(times) != sorted(set(times)):
-            raise InputError(f"--resample-at needs increasing times strictly between 0 and 1, got {times}")
+            raise InputError(f"resample_at needs increasing times strictly between 0 and 1, got {times}",
+                             parameters=("resample_at",))
         if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise InputError(f"--steer-temperature must be positive, got {self.temperature!r}")
+            raise InputError(f"temperature must be positive, got {self.temperature!r}",
+                             parameters=("temperature",))
         object.__setattr__(self, "resample_at", times if self.method == "smc" else ())
 
     @property

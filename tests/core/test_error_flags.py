@@ -24,6 +24,15 @@ def test_flag_message_maps_whole_names_only():
     assert flag_message(ValueError("plain")) == "plain"
 
 
+def test_pipeline_names_num_outputs_and_the_cli_num_samples():
+    from crystalflow.crystal_tasks.pipeline import predict_compositions
+
+    with pytest.raises(InputError) as info:
+        predict_compositions([{"Na": 1, "Cl": 1}], num_outputs=0)
+    assert str(info.value) == "num_outputs must be >= 1, got 0" and info.value.parameters == ("num_outputs",)
+    assert flag_message(info.value) == "--num-samples must be >= 1, got 0"
+
+
 def test_the_cli_prints_flags(capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("CRYSTALFLOW_DATA", raising=False)
     assert main(["train", "--dataset", "perov_5", "--out", str(tmp_path / "run"), "--no-progress"]) == 2

@@ -135,21 +135,45 @@ def test_property_rewards():
     assert VolumeReward(32.0)([clash]) == [pytest.approx(CLASH_PENALTY)]
 
 
-@pytest.mark.parametrize("kwargs,needle", [
-    (dict(method="greedy"), "--steer"), (dict(particles=0), "--particles"),
-    (dict(resample_at=(0.5, 0.2)), "--resample-at"), (dict(resample_at=(1.0,)), "--resample-at"),
-    (dict(temperature=0.0), "--steer-temperature"),
+@pytest.mark.parametrize("kwargs,name", [
+    (dict(method="greedy"), "method"), (dict(particles=0), "particles"),
+    (dict(resample_at=(0.5, 0.2)), "resample_at"), (dict(resample_at=(1.0,)), "resample_at"),
+    (dict(temperature=0.0), "temperature"),
 ])
-def test_bad_configs_are_one_line_errors(kwargs, needle):
-    with pytest.raises(InputError, match=needle):
+def test_bad_configs_are_one_line_errors_naming_the_parameter(kwargs, name):
+    with pytest.raises(InputError, match=f"^{name} ") as info:
         SteeringConfig(**kwargs)
+    assert info.value.parameters == (name,) and "--" not in str(info.value)
+
+
+@pytest.mark.parametrize("kwargs,message,cli", [
+    (dict(steer=None, particles=4), "particles need(s) steer best-of-n or steer smc",
+     "--particles need(s) --steer best-of-n or --steer smc"),
+    (dict(steer=None, resample_at=(0.5,), temperature=0.2),
+     "resample_at, temperature need(s) steer best-of-n or steer smc",
+     "--resample-at, --steer-temperature need(s) --steer best-of-n or --steer smc"),
+    (dict(steer="best-of-n", temperature=0.2), "resample_at and temperature apply to steer smc only",
+     "--resample-at and --steer-temperature apply to --steer smc only"),
+    (dict(steer="greedy"), "steer must be one of best-of-n, smc, got 'greedy'",
+     "--steer must be one of best-of-n, smc, got 'greedy'"),
+])
+def test_make_sampler_errors_name_parameters_and_the_cli_its_flags(kwargs, message, cli):
+    from crystalflow.cli import flag_message
+    from crystalflow.crystal_tasks.steered_generation import make_sampler
+
+    with pytest.raises(InputError) as info:
+        make_sampler(None, **kwargs)
+    assert str(info.value) == message and flag_message(info.value) == cli
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["--particles", "4"], "--steer"),
-    (["--steer-temperature", "0.2"], "--steer"),
-    (["--steer", "best-of-n", "--resample-at", "0.5"], "smc only"),
-    (["--steer", "smc", "--resample-at", "1.5"], "--resample-at"),
+    (["--particles", "4"], "error: --particles need(s) --steer best-of-n or --steer smc\n"),
+    (["--steer-temperature", "0.2"], "error: --steer-temperature need(s) --steer best-of-n or --steer smc\n"),
+    (["--steer", "best-of-n", "--resample-at", "0.5"],
+     "error: --resample-at and --steer-temperature apply to --steer smc only\n"),
+    (["--steer", "smc", "--resample-at", "1.5"], "--resample-at"),  # argparse
+    (["--steer", "smc", "--resample-at", "0.5", "0.2"],
+     "error: --resample-at needs increasing times strictly between 0 and 1, got (0.5, 0.2)\n"),
     (["--steer", "smc", "--particles", "0"], "--particles"),
 ])
 def test_cli_refuses_bad_steering_and_writes_nothing(tiny_checkpoint, tmp_path, capsys, argv, needle):
