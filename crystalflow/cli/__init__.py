@@ -68,6 +68,18 @@ def flag_message(exc: BaseException) -> str:
     return text
 
 
+def print_skipped(rows: Sequence, limit: int | None = None) -> None:
+    """Report input rows a library call left out (its ``skipped_rows``,
+    :class:`~crystalflow.crystals.dataset.SkippedRow`) on stderr: one line
+    ``warning: skipping row ID: REASON`` per row, or for the first ``limit`` rows followed by
+    ``warning: N more rows skipped (M in all)``."""
+    shown = list(rows if limit is None else rows[:limit])
+    for r in shown:
+        print(f"warning: skipping row {r.row}: {' '.join(r.reason.split())}", file=sys.stderr)
+    if len(rows) > len(shown):
+        print(f"warning: {len(rows) - len(shown)} more rows skipped ({len(rows)} in all)", file=sys.stderr)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings of a command: one line ``warning: ...`` on stderr (never on stdout, which may
     carry ``--json``), without the source line Python shows by default."""

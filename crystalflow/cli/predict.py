@@ -216,15 +216,10 @@ def _csv_compositions(path: str, limit: int | None) -> tuple[list[str], list[dic
     return ids, comps, skipped, len(table)
 
 
-def _print_skipped(rows) -> None:
-    """One ``warning: skipping row ID: REASON`` line on stderr per skipped row (``SkippedRow``)."""
-    for r in rows:
-        print(f"warning: skipping row {r.row}: {' '.join(r.reason.split())}", file=sys.stderr)
-
-
 def _run_flow_csv(args: argparse.Namespace) -> int:
     """``--p1`` / ``--use-space-group`` with ``--from-csv``: the flow on every row; the folder
     is checked after the rows are read, before sampling."""
+    from crystalflow.cli import print_skipped
     from crystalflow.outputs import warn_failed_checks
     from crystalflow.crystal_tasks.prediction import NoUsableRows, predict_from_csv, predict_from_csv_with_space_group
 
@@ -238,9 +233,9 @@ def _run_flow_csv(args: argparse.Namespace) -> int:
         else:
             res = predict_from_csv(args.from_csv, args.out, **common)
     except NoUsableRows as exc:
-        _print_skipped(exc.skipped_rows)
+        print_skipped(exc.skipped_rows)
         raise
-    _print_skipped(res.skipped_rows)
+    print_skipped(res.skipped_rows)
     warn_failed_checks(res.summary, res.out_dir)
     print(json.dumps({"rows": res.rows, "skipped": res.skipped, "written": res.written,
                       "out": str(res.out_dir)}))

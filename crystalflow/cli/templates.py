@@ -34,9 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=run_propose)
 
 
+#: skipped rows ``templates build`` names one by one (the rest are counted)
+SHOW_SKIPPED = 5
+
+
 def run_build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from crystalflow.cli import print_skipped
     from crystalflow.errors import InputError
     from crystalflow.outputs import prepare_output_file
     from crystalflow.templates.build import build_library
@@ -49,7 +54,8 @@ def run_build(args: argparse.Namespace) -> int:
     prepare_output_file(out, overwrite=True)  # a writable place, before the analysis
     lib = build_library(args.data, out, exclude=args.exclude, symprec=args.symprec,
                         workers=args.workers)
-    print(json.dumps({"crystals": len(lib), "formulas": len(lib.by_formula),
+    print_skipped(lib.skipped_rows, limit=SHOW_SKIPPED)
+    print(json.dumps({"crystals": len(lib), "formulas": len(lib.by_formula), "skipped": len(lib.skipped_rows),
                       "sources": list(lib.sources), "out": str(out)}))
     return 0
 

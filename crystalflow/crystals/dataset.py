@@ -92,7 +92,9 @@ class CrystalDataset:
 
     Attributes:
         frac: ``[N, 3]`` float64; lattice: ``[B, 6]`` float64; atom_types: ``[N]`` int64;
-        num_atoms: ``[B]`` int64; material_ids: B identifiers; skipped: rows that failed to parse.
+        num_atoms: ``[B]`` int64; material_ids: B identifiers; skipped: rows that failed to parse;
+        skipped_rows: those rows and their reasons (:class:`SkippedRow`; the ``material_id`` of a
+        CSV row, the file name of a CIF file), also on cache hits; a subset has none.
     """
 
     frac: torch.Tensor
@@ -101,6 +103,7 @@ class CrystalDataset:
     num_atoms: torch.Tensor
     material_ids: tuple[str, ...]
     skipped: int = 0
+    skipped_rows: tuple[SkippedRow, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_offsets", torch.cat([torch.zeros(1, dtype=torch.long), self.num_atoms.cumsum(0)]))
@@ -133,7 +136,8 @@ class CrystalDataset:
         )
 
     @classmethod
-    def from_crystals(cls, crystals: Sequence[Crystal], skipped: int = 0) -> "CrystalDataset":
+    def from_crystals(cls, crystals: Sequence[Crystal], skipped: int = 0,
+                      skipped_rows: Sequence[SkippedRow] = ()) -> "CrystalDataset":
         if not crystals:
             raise DataError("no valid crystals")
         return cls(
@@ -143,26 +147,29 @@ class CrystalDataset:
             num_atoms=torch.tensor([c.num_atoms for c in crystals], dtype=torch.long),
             material_ids=tuple(str(c.material_id) for c in crystals),
             skipped=skipped,
+            skipped_rows=tuple(skipped_rows),
         )
 
     @classmethod
     def from_csv(
         cls, path: str | os.PathLike, *, niggli: bool = True, workers: int = 2, progress: bool = True,
-        use_cache: bool = True,
+        use_cache: bool = True, warn: bool = True,
     ) -> "CrystalDataset":
         """Parse a CDVAE-layout CSV (gzip ok), using the on-disk cache when it is fresh.
 
-        Malformed rows are skipped with a warning and counted in ``skipped``.
+        Malformed rows are skipped, listed in ``skipped_rows`` (also on cache hits) and counted in
+        ``skipped``; with ``warn`` each also gives a warning (``skipping row ID: REASON``).
         """
         path = Path(path)
         cache_file = cache_file_for(path, f"{niggli}|{_CACHE_VERSION}")
         cached = _load_cached(cls, cache_file) if use_cache else None
         if cached is not None:
+            _warn_skipped(cached.skipped_rows, "row ", warn)  # as the first parse did
             return cached
         rows = read_cif_table(path)
         args = [(cif, mid, niggli) for mid, cif in zip(rows["material_id"], rows["cif"])]
-        ds = _parse_rows(cls, args, [f"row {m}" for m in rows["material_id"]], workers, progress,
-                         f"parsing {path.name}")
+        ds = _parse_rows(cls, args, list(rows["material_id"]), "row ", workers, progress,
+                         f"parsing {path.name}", warn)
         if use_cache:
             _save_cached(ds, cache_file)
         return ds
@@ -170,12 +177,13 @@ class CrystalDataset:
     @classmethod
     def from_cif_folder(
         cls, folder: str | os.PathLike, *, niggli: bool = True, workers: int = 2,
-        progress: bool = True, use_cache: bool = True,
+        progress: bool = True, use_cache: bool = True, warn: bool = True,
     ) -> "CrystalDataset":
         """Parse every ``*.cif`` file of a folder (not recursive); ids are the file names' stems.
 
         Cached like :meth:`from_csv`, keyed by the names, sizes and modification times of the
-        files. A file that cannot be parsed is skipped with a warning naming it.
+        files. A file that cannot be parsed is skipped and listed in ``skipped_rows`` by its file
+        name (also on cache hits); with ``warn`` it also gives a warning naming it.
 
         Raises:
             DataError: the folder does not exist, holds no ``.cif`` file, or none can be parsed.
@@ -191,6 +199,7 @@ class CrystalDataset:
         cache_file = cache_dir() / f"cifdir-{folder.name}-{key}.pt"
         cached = _load_cached(cls, cache_file) if use_cache else None
         if cached is not None:
+            _warn_skipped(cached.skipped_rows, "", warn)
             return cached
         args = []
         for f in files:
@@ -199,7 +208,8 @@ class CrystalDataset:
             except (OSError, UnicodeDecodeError) as exc:
                 text = f"unreadable file: {exc}"
             args.append((text, f.stem, niggli))
-        ds = _parse_rows(cls, args, [f.name for f in files], workers, progress, f"parsing {folder.name}/")
+        ds = _parse_rows(cls, args, [f.name for f in files], "", workers, progress,
+                         f"parsing {folder.name}/", warn)
         if use_cache:
             _save_cached(ds, cache_file)
         return ds
@@ -232,10 +242,11 @@ def _parse_row(arg: tuple[str, str, bool]) -> tuple | str:
         return f"{type(exc).__name__}: {exc}"
 
 
-def _parse_rows(cls, args: list[tuple[str, str, bool]], names: list[str], workers: int,
-                progress: bool, desc: str) -> CrystalDataset:
-    """Parse ``(cif, id, niggli)`` rows (in worker processes when many); skip failures with a
-    warning naming them (``names``) and count them in ``skipped``.
+def _parse_rows(cls, args: list[tuple[str, str, bool]], names: list[str], kind: str, workers: int,
+                progress: bool, desc: str, warn: bool = True) -> CrystalDataset:
+    """Parse ``(cif, id, niggli)`` rows (in worker processes when many); failures are skipped,
+    listed in ``skipped_rows`` under their ``names`` (with a warning ``skipping {kind}NAME: ...``
+    if ``warn``) and counted in ``skipped``.
 
     Raises:
         DataError: when no row can be parsed (the message shows the first failure).
@@ -247,48 +258,69 @@ def _parse_rows(cls, args: list[tuple[str, str, bool]], names: list[str], worker
     else:
         results = [_parse_row(a) for a in tqdm(args, **bar)]
     crystals: list[Crystal] = []
-    failures: list[str] = []
+    failures: list[SkippedRow] = []
     for (_, mid, _), name, res in zip(args, names, results):
         if isinstance(res, str):
-            failures.append(f"{name}: {res}")
-            warnings.warn(f"skipping {name}: {res}")
+            failures.append(SkippedRow(str(name), res))
         else:
             frac, lattice, types, _ = res
             crystals.append(Crystal(torch.from_numpy(frac), torch.from_numpy(lattice),
                                     torch.from_numpy(types), mid))
+    _warn_skipped(failures, kind, warn)
     if not crystals:
-        raise DataError(f"none of the {len(args)} structures could be parsed; first: {failures[0]}")
-    return cls.from_crystals(crystals, skipped=len(failures))
+        first = failures[0]
+        raise DataError(f"none of the {len(args)} structures could be parsed; first: "
+                        f"{kind}{first.row}: {first.reason}")
+    return cls.from_crystals(crystals, skipped=len(failures), skipped_rows=failures)
+
+
+def _warn_skipped(rows: Sequence[SkippedRow], kind: str, warn: bool) -> None:
+    """One ``skipping {kind}ID: REASON`` warning per skipped row when ``warn``."""
+    if warn:
+        for r in rows:
+            warnings.warn(f"skipping {kind}{r.row}: {r.reason}")
 
 
 def _load_cached(cls, cache_file: Path) -> CrystalDataset | None:
-    """The cached dataset; ``None`` when absent or corrupt (then removed with a warning)."""
-    return read_torch_cache(cache_file, lambda blob: cls(
-        **{k: (tuple(v) if k == "material_ids" else v) for k, v in blob.items()}))
+    """The cached dataset; ``None`` when absent or corrupt (then removed with a warning), or when
+    it was written before skipped rows were kept and has some (it is parsed again)."""
+
+    def build(blob: dict) -> CrystalDataset | None:
+        rows = blob.pop("skipped_rows", None)
+        if rows is None and int(blob.get("skipped", 0)):
+            return None
+        skipped_rows = tuple(SkippedRow(str(row), str(reason)) for row, reason in rows or ())
+        return cls(**{k: (tuple(v) if k == "material_ids" else v) for k, v in blob.items()},
+                   skipped_rows=skipped_rows)
+
+    return read_torch_cache(cache_file, build)
 
 
 def _save_cached(ds: CrystalDataset, cache_file: Path) -> None:
     """Write the dataset's tensors atomically (temporary file, then ``os.replace``)."""
     blob = {k: getattr(ds, k) for k in ("frac", "lattice", "atom_types", "num_atoms", "skipped")}
     blob["material_ids"] = list(ds.material_ids)
+    blob["skipped_rows"] = [[r.row, r.reason] for r in ds.skipped_rows]
     tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
     torch.save(blob, tmp)
     os.replace(tmp, cache_file)
 
 
-def load_user_data(path: str | os.PathLike, *, progress: bool = True) -> CrystalDataset:
+def load_user_data(path: str | os.PathLike, *, progress: bool = True, warn: bool = True) -> CrystalDataset:
     """A user's crystals: a folder of ``.cif`` files or a CSV (gzip ok) with a ``cif`` column.
+    Unreadable rows / files are left out and listed in ``skipped_rows`` (with a warning each if
+    ``warn``).
 
     Raises:
         DataError: the path does not exist, is neither, or holds no readable structure.
     """
     p = Path(path).expanduser()
     if p.is_dir():
-        return CrystalDataset.from_cif_folder(p, progress=progress)
+        return CrystalDataset.from_cif_folder(p, progress=progress, warn=warn)
     if not p.exists():
         raise DataError(f"no such file or folder: {p}")
     if p.name.lower().endswith((".csv", ".csv.gz")):
-        return CrystalDataset.from_csv(p, progress=progress)
+        return CrystalDataset.from_csv(p, progress=progress, warn=warn)
     raise DataError(f"{p} is neither a folder of .cif files nor a .csv / .csv.gz table")
 
 

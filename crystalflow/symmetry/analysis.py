@@ -139,10 +139,13 @@ def analyze_structure(
         :class:`SymmetrizedCrystal` in the tables' setting (spglib's default Hall number).
 
     Raises:
-        InputError: disordered structure, or spglib failed (with spglib's message).
+        InputError: disordered structure, a lattice or coordinates that are not finite (spglib
+            would crash on them), or spglib failed (with spglib's message).
     """
     if not structure.is_ordered:
         raise InputError("symmetry analysis needs an ordered structure (no partial occupancies)")
+    if not (np.all(np.isfinite(structure.lattice.matrix)) and np.all(np.isfinite(structure.frac_coords))):
+        raise InputError("lattice or coordinates are not finite numbers (NaN or inf)")
     cell = (
         structure.lattice.matrix,
         structure.frac_coords,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -33,6 +34,10 @@ def build_library(sources: Sequence[str | os.PathLike], out: str | os.PathLike, 
     """Analyse every source (CSV with ``material_id`` and ``cif`` columns, or a folder of CIFs)
     and write the library to ``out``.
 
+    Rows (files) spglib cannot analyse are left out without a warning: they come back as the
+    returned library's ``skipped_rows`` (:class:`~crystalflow.crystals.dataset.SkippedRow`, with
+    their reasons), for the caller to report.
+
     Args:
         sources: CSV files (gzip ok) or folders of ``.cif`` files.
         out: the library file to write.
@@ -49,11 +54,13 @@ def build_library(sources: Sequence[str | os.PathLike], out: str | os.PathLike, 
     for src in sources:
         path = Path(src)
         if path.is_dir():
-            datasets.append(SymmetricDataset.from_cif_folder(path, symprec=symprec,
-                                                             progress=progress))
+            with warnings.catch_warnings():  # from_cif_folder has no warn=False; its rows are data
+                warnings.filterwarnings("ignore", message="skipping row ")
+                datasets.append(SymmetricDataset.from_cif_folder(path, symprec=symprec,
+                                                                 progress=progress))
         elif path.is_file():
             datasets.append(SymmetricDataset.from_csv(path, symprec=symprec, workers=workers,
-                                                      progress=progress))
+                                                      progress=progress, warn=False))
         else:
             raise InputError(f"no such file or folder: {path}")
         names.append(f"{path.name} ({len(datasets[-1])} crystals)")

@@ -24,13 +24,16 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
 from crystalflow.errors import DataError, InputError
 from crystalflow.symmetry import WyckoffTemplate, get_space_group, wyckoff_position
+
+if TYPE_CHECKING:
+    from crystalflow.crystals.dataset import SkippedRow
 
 __all__ = ["TemplateLibrary", "LibraryEntry", "load_library", "anonymous_key", "centering",
            "LIBRARY_VERSION"]
@@ -101,6 +104,9 @@ class TemplateLibrary:
         sources: what the library was built from (file names, row counts, exclusions).
         formula_keys: B reduced anonymous formulas as text (``"1,1,3"``), stored so that
             proposing needs no pass over every row.
+        skipped_rows: source rows the analysis could not use when the library was built
+            (:meth:`from_symmetric`), with their reasons; not stored in the file (a loaded
+            library has none).
     """
 
     material_ids: tuple[str, ...]
@@ -113,6 +119,7 @@ class TemplateLibrary:
     element_volumes: torch.Tensor
     sources: tuple[str, ...] = ()
     formula_keys: tuple[str, ...] = ()
+    skipped_rows: tuple[SkippedRow, ...] = field(default=(), repr=False)
     _offsets: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -198,7 +205,8 @@ class TemplateLibrary:
     def from_symmetric(cls, datasets: Sequence, exclude: set[str] = frozenset(),
                        sources: Sequence[str] = ()) -> "TemplateLibrary":
         """Library from :class:`~crystalflow.crystals.symmetric.SymmetricDataset` objects, leaving
-        out rows whose material id is in ``exclude``; duplicate ids keep the first row."""
+        out rows whose material id is in ``exclude``; duplicate ids keep the first row. The
+        datasets' ``skipped_rows`` become the library's."""
         ids, sgs, letters, norb, types, lats, reps = [], [], [], [], [], [], []
         seen: set[str] = set()
         for ds in datasets:
@@ -224,7 +232,8 @@ class TemplateLibrary:
         lib = cls(material_ids=tuple(ids), space_group=space_group, letters=tuple(letters),
                   num_orbits=num_orbits, orbit_types=orbit_types, lattice=lattice,
                   representatives=torch.cat(reps).float(),
-                  element_volumes=torch.zeros(_MAX_Z), sources=tuple(sources))
+                  element_volumes=torch.zeros(_MAX_Z), sources=tuple(sources),
+                  skipped_rows=tuple(r for ds in datasets for r in getattr(ds, "skipped_rows", ())))
         object.__setattr__(lib, "element_volumes", _fit_element_volumes(lib))
         return lib
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -123,7 +125,7 @@ def test_bad_library_file_is_a_clean_error(tmp_path):
 
 def test_library_from_a_cif_folder_equals_the_csv_one(small_csv, small_library, tmp_path):
     """A folder of the same crystals as CIF files (ids = file stems) gives the same library, and
-    an unreadable file is skipped with a warning."""
+    an unreadable file is skipped: listed in ``skipped_rows`` with its reason, not warned."""
     lib_csv, _, _ = small_library
     table = pd.read_csv(small_csv)
     folder = tmp_path / "cifs"
@@ -131,8 +133,10 @@ def test_library_from_a_cif_folder_equals_the_csv_one(small_csv, small_library, 
     for mid, cif in zip(table["material_id"].iloc[:10], table["cif"].iloc[:10]):
         (folder / f"{mid}.cif").write_text(cif)
     (folder / "broken.cif").write_text("data_x\n_cell_length_a 1\n")
-    with pytest.warns(UserWarning, match="skipping row broken"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         lib = build_library([folder], tmp_path / "f.pt", progress=False)
+    assert [r.row for r in lib.skipped_rows] == ["broken"] and lib.skipped_rows[0].reason
     assert sorted(lib.material_ids) == sorted(table["material_id"].iloc[:10])
     for i, mid in enumerate(lib.material_ids):
         j = lib_csv.material_ids.index(mid)
