@@ -27,8 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-atoms", type=positive_int, help="atoms in the conventional cell")
     p.add_argument("--steps", type=positive_int, help="joint Euler steps (default: the checkpoint's)")
     p.add_argument("--retries", type=nonnegative_int, default=3,
-                   help="rounds re-sampling structures that miss an element or, with --space-group, "
-                        "fail the check (other spglib group, atoms < 0.5 A apart); default 3")
+                   help="rounds re-sampling structures that miss an element or fail the check (atoms "
+                        "< 0.5 A apart, or with --space-group another spglib group); default 3, "
+                        "0 keeps the raw samples")
+    p.add_argument("--independent-types", action="store_true",
+                   help="draw every Wyckoff orbit's element on its own instead of coupling them to a "
+                        "number of distinct elements drawn from the training data")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", help="checkpoint path or bundled name (default: dng_mp_20.pt)")
     p.add_argument("--batch-size", type=positive_int, default=128)
@@ -87,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     batch_size = args.batch_size if sampler is None else max(1, args.batch_size // sampler.config.particles)
     res = generate_crystals(flow, dist, args.num, space_group=sg, elements=elements,
                             num_atoms=args.num_atoms, steps=args.steps, seed=args.seed,
-                            batch_size=batch_size, retries=args.retries, progress=True, sampler=sampler)
+                            batch_size=batch_size, retries=args.retries, progress=True, sampler=sampler,
+                            couple_elements=not args.independent_types)
     rows = write_generated(res.crystals, out, res.checks)
     if args.json:
         for r in rows:

@@ -24,7 +24,6 @@ restricted per crystal (a chemical system).
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -42,20 +41,19 @@ from crystalflow.models.dngnet import MASK_TOKEN
 from crystalflow.models.sgnet import SGConditions
 from crystalflow.paths.discrete import MaskSource, MixturePath, UniformSource, make_scheduler
 from crystalflow.crystal_tasks.sgcsp import SGCSPConfig, SGCSPFlow
+from crystalflow.crystal_tasks.skeletons import Skeleton, SkeletonDistribution, element_budget_mask
 from crystalflow.solvers import JointField, integrate
 from crystalflow.symmetry import (
     SymmetryBatch,
-    WyckoffTemplate,
     collate_symmetry,
     crystal_symmetry,
     group_average_scalars,
     orbit_first_atom,
     symmetric_field,
 )
-from crystalflow.symmetry.groups import check_space_group_number
-from crystalflow.symmetry.wyckoff import wyckoff_position
 
-__all__ = ["DNGConfig", "DNGFlow", "DNGSampling", "Skeleton", "SkeletonDistribution", "NUM_TYPES"]
+__all__ = ["DNGConfig", "DNGFlow", "DNGSampling", "Skeleton", "SkeletonDistribution", "NUM_TYPES",
+           "element_budget_mask"]
 
 #: size of the type vocabulary: 0 (mask) and atomic numbers 1..MAX_ATOMIC_NUM
 NUM_TYPES = MAX_ATOMIC_NUM + 1
@@ -85,81 +83,6 @@ class DNGConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass(frozen=True, order=True)
-class Skeleton:
-    """A space group and the sorted Wyckoff letters of its orbits (no types)."""
-
-    space_group: int
-    letters: tuple[str, ...]
-
-    @property
-    def num_atoms(self) -> int:
-        return sum(wyckoff_position(self.space_group, x).multiplicity for x in self.letters)
-
-    @property
-    def num_orbits(self) -> int:
-        return len(self.letters)
-
-    def template(self, atom_types: Sequence[int] | None = None) -> WyckoffTemplate:
-        """A :class:`WyckoffTemplate` with these orbits (placeholder type 1 when not given)."""
-        types = tuple(atom_types) if atom_types is not None else (1,) * len(self.letters)
-        return WyckoffTemplate(self.space_group, self.letters, types)
-
-
-@dataclass(frozen=True)
-class SkeletonDistribution:
-    """Empirical distribution of skeletons in a training set.
-
-    Attributes:
-        skeletons: distinct skeletons; counts: how often each occurs.
-    """
-
-    skeletons: tuple[Skeleton, ...]
-    counts: tuple[int, ...]
-
-    @classmethod
-    def from_templates(cls, templates: Sequence[WyckoffTemplate]) -> "SkeletonDistribution":
-        c = collections.Counter(Skeleton(t.space_group, tuple(sorted(t.letters))) for t in templates)
-        items = sorted(c.items())
-        return cls(tuple(k for k, _ in items), tuple(v for _, v in items))
-
-    def state_dict(self) -> dict:
-        return {"space_group": [s.space_group for s in self.skeletons],
-                "letters": [",".join(s.letters) for s in self.skeletons], "count": list(self.counts)}
-
-    @classmethod
-    def from_state_dict(cls, state: dict) -> "SkeletonDistribution":
-        sk = tuple(Skeleton(int(g), tuple(x.split(","))) for g, x in zip(state["space_group"], state["letters"]))
-        return cls(sk, tuple(int(c) for c in state["count"]))
-
-    def select(self, space_group: int | None = None, num_atoms: int | None = None,
-               min_orbits: int = 1) -> "SkeletonDistribution":
-        """Skeletons of a space group / atom count with at least ``min_orbits`` orbits.
-
-        Raises:
-            InputError: a bad space group, or no skeleton fits.
-        """
-        if space_group is not None:
-            space_group = check_space_group_number(space_group)
-        keep = [(s, c) for s, c in zip(self.skeletons, self.counts)
-                if (space_group is None or s.space_group == space_group)
-                and (num_atoms is None or s.num_atoms == num_atoms) and s.num_orbits >= min_orbits]
-        if not keep:
-            what = [f"space group {space_group}" if space_group is not None else "any space group"]
-            if num_atoms is not None:
-                what.append(f"{num_atoms} atoms in the conventional cell")
-            if min_orbits > 1:
-                what.append(f"at least {min_orbits} Wyckoff orbits (one per element)")
-            raise InputError("no Wyckoff template of the training data has " + " and ".join(what))
-        return SkeletonDistribution(tuple(s for s, _ in keep), tuple(c for _, c in keep))
-
-    def sample(self, num: int, generator: torch.Generator | None = None) -> list[Skeleton]:
-        """``num`` skeletons drawn with probability proportional to their training counts."""
-        w = torch.tensor(self.counts, dtype=torch.float64)
-        idx = torch.multinomial(w, num, replacement=True, generator=generator)
-        return [self.skeletons[i] for i in idx.tolist()]
 
 
 @dataclass(frozen=True)
@@ -276,6 +199,7 @@ class DNGFlow(TaskFlow):
         steps: int | None = None, generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu", callback=None,
         steer: Callable[[dict, float, DNGSampling], dict | None] | None = None,
+        num_elements: torch.Tensor | None = None,
     ) -> CrystalBatch:
         """Generate one crystal per skeleton.
 
@@ -289,6 +213,9 @@ class DNGFlow(TaskFlow):
             steer: ``steer(state, t, DNGSampling)`` after every step (after ``callback``); a
                 returned state (same fields and layout) replaces the current one, e.g. resampled
                 particles (:mod:`crystalflow.crystal_tasks.steering`). ``None`` (default): plain sampling.
+            num_elements: optional ``[B]`` long number of distinct elements per crystal: the orbit
+                types are coupled so that each crystal ends with (in most cases exactly) that many
+                (:func:`element_budget_mask`). ``None``: every orbit's type is drawn on its own.
 
         Returns:
             Conventional cells as a CrystalBatch (lattice as parameters, ``symmetry`` set).
@@ -312,10 +239,19 @@ class DNGFlow(TaskFlow):
             types0 = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         state = {"frac": x0["frac"], "lattice": x0["lattice"], "types": types0}
         temp = self.config.type_temperature
+        budget = None
+        if num_elements is not None:
+            budget = torch.as_tensor(num_elements, dtype=torch.long, device=device).reshape(b)
+            if not path.masked:
+                raise InputError("num_elements needs the masked type source", parameters=("num_elements",))
 
         def field(s: dict, t: torch.Tensor) -> JointField:
             v, logits = self.fields({"frac": s["frac"], "lattice": s["lattice"]}, s["types"], t.expand(b), sym)
-            logits = logits.double().masked_fill(~orbit_mask, float("-inf")) / temp
+            allow = orbit_mask
+            if budget is not None:
+                coupled = orbit_mask & element_budget_mask(s["types"], sym.orbit_batch, budget, orbit_mask.shape[1])
+                allow = torch.where(coupled.any(-1, keepdim=True), coupled, orbit_mask)
+            logits = logits.double().masked_fill(~allow, float("-inf")) / temp
             return JointField(velocities=v, posteriors={"types": torch.softmax(logits, -1)})
 
         project = (lambda s: self.csp.project(s, sym)) if self.config.symmetrize else None

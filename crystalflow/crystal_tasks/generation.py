@@ -13,6 +13,11 @@ Requests and the templates they allow (:func:`select_skeletons`):
   of the system is re-sampled (up to ``retries`` times); one still missing an element after that
   gets the missing element on an orbit whose element occurs on another orbit too (documented
   fallback, counted in the returned summary as ``repaired``).
+* coupled orbit types: when the checkpoint's skeleton distribution records how many distinct
+  elements each skeleton's training crystals hold, every sample draws such a number with its
+  skeleton (a chemical system asks for exactly its size) and its orbit types are coupled to end
+  with that many elements (:func:`~crystalflow.crystal_tasks.skeletons.element_budget_mask`);
+  ``couple_elements=False`` draws every orbit's type on its own.
 
 Every element must occur in the training data (the model never generates other types), the space
 group must be 1-230 and some training skeleton must fit, else :class:`~crystalflow.errors.InputError`.
@@ -48,7 +53,7 @@ def parse_elements(elements: str | Sequence[str | int] | None) -> tuple[int, ...
     items = [x.strip() for x in elements.replace("-", ",").split(",")] if isinstance(elements, str) else list(elements)
     items = [x for x in items if x != ""]
     if not items:
-        raise InputError("--elements is empty; give a chemical system such as Li,Fe,P,O")
+        raise InputError("elements is empty; give a chemical system such as Li,Fe,P,O", parameters=("elements",))
     out = set()
     for x in items:
         try:
@@ -75,7 +80,7 @@ def select_skeletons(dist, allowed: torch.Tensor, space_group: int | None = None
     from pymatgen.core import Element
 
     if num_atoms is not None and (int(num_atoms) != num_atoms or num_atoms < 1):
-        raise InputError(f"--num-atoms must be a positive integer, got {num_atoms!r}")
+        raise InputError(f"num_atoms must be a positive integer, got {num_atoms!r}", parameters=("num_atoms",))
     if elements is not None:
         missing = [z for z in elements if z >= allowed.shape[0] or not bool(allowed[z])]
         if missing:
@@ -168,33 +173,48 @@ def generate_crystals(
     flow, dist, num: int, *, space_group: int | None = None, elements: tuple[int, ...] | None = None,
     num_atoms: int | None = None, steps: int | None = None, seed: int = 0, batch_size: int = 128,
     retries: int = 3, device: str | torch.device = "cpu", progress: bool = False, sampler=None,
+    couple_elements: bool = True,
 ) -> GeneratedSet:
     """Sample ``num`` crystals with a loaded DNG flow and its skeleton distribution.
 
     ``sampler`` replaces ``flow.sample`` (same signature, one crystal per skeleton, e.g. a
     reward-steered :class:`crystalflow.crystal_tasks.steering.SteeredSampler`).
 
+    ``couple_elements``: draw a number of distinct elements with every skeleton (from the
+    training data; ``len(elements)`` for a chemical system) and couple the orbit types to it (see
+    the module docstring); ignored when the distribution records no element counts.
+
     Every crystal is checked (:func:`crystalflow.checks.check_structure`). Up to ``retries``
     rounds then re-sample, in batches, with :data:`RETRY_CANDIDATES` freshly drawn skeletons each
-    (the first candidate that passes is kept), the crystals that
-    miss an element of ``elements`` and, when ``space_group`` is requested, those that fail the
-    check (spglib finds another group, e.g. a skeleton whose realisation has a smaller cell or
-    whose orbits of one element merge into a higher group; or atoms closer than 0.5 A). Without
-    a requested group nothing is re-sampled for the check, so unconditional benchmark runs measure
-    the raw model; failures are only flagged. What still fails is flagged in ``checks``.
+    (the first candidate that passes is kept), the crystals that miss an element of ``elements``
+    and those that fail the check: atoms closer than 0.5 A (a collapsed orbit: free Wyckoff
+    parameters that put atoms of one orbit, or of two, on top of each other) and, when
+    ``space_group`` is requested, another spglib group (e.g. a skeleton whose realisation has a
+    smaller cell or whose orbits of one element merge into a higher group). ``retries=0``
+    measures the raw model. What still fails is flagged in ``checks``.
     """
     from tqdm.auto import tqdm
 
     from crystalflow.checks import check_structure
 
     if num < 1:
-        raise InputError(f"--num must be at least 1, got {num}")
+        raise InputError(f"num must be at least 1, got {num}", parameters=("num",))
     if retries < 0:
-        raise InputError(f"--retries must be >= 0, got {retries}")
+        raise InputError(f"retries must be >= 0, got {retries}", parameters=("retries",))
     pool = select_skeletons(dist, flow.allowed, space_group, elements, num_atoms)
     cpu_gen = torch.Generator().manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
     skeletons = pool.sample(num, cpu_gen)
+    coupled = couple_elements and pool.element_counts is not None
+
+    def element_counts(drawn: list) -> torch.Tensor | None:
+        if not coupled:
+            return None
+        if elements:
+            return torch.full((len(drawn),), len(elements), dtype=torch.long)
+        return pool.sample_element_counts(drawn, cpu_gen)
+
+    budgets = element_counts(skeletons)
     restrict = None
     if elements is not None:
         restrict = torch.zeros(flow.allowed.shape[0], dtype=torch.bool)
@@ -206,7 +226,7 @@ def generate_crystals(
 
     def badness(crystal: Crystal, check) -> int:
         """0: keep; 1: passes the check but misses an element (the fallback can fix it); 2: fails."""
-        if space_group is not None and not check.ok:
+        if not check.ok:
             return 2
         return int(bool(elements) and not _covers(crystal.atom_types, elements))
 
@@ -223,13 +243,18 @@ def generate_crystals(
         if attempt:
             resampled.update(i for i in todo if checks[i] is not None and not checks[i].ok)
         drawn = skeletons if not attempt else pool.sample(len(slots), cpu_gen)
+        drawn_budgets = budgets if not attempt else element_counts(drawn)
         settled: set[int] = set()
         for lo in tqdm(range(0, len(slots), batch_size), disable=not progress, desc="generating", unit="batch"):
             idx = slots[lo:lo + batch_size]
             batch_skeletons = [skeletons[i] if not attempt else drawn[lo + j] for j, i in enumerate(idx)]
             allowed = None if restrict is None else restrict[None].expand(len(idx), -1)
+            extra = {}
+            if drawn_budgets is not None:
+                extra["num_elements"] = (drawn_budgets[idx] if not attempt
+                                         else drawn_budgets[lo:lo + len(idx)])
             res = (sampler or flow.sample)(batch_skeletons, allowed=allowed, steps=steps, generator=gen,
-                                           device=device)
+                                           device=device, **extra)
             orbit = res.symmetry.orbit.cpu()
             starts = torch.cat([torch.zeros(1, dtype=torch.long), res.symmetry.num_orbits.cumsum(0)])
             atom_starts = torch.cat([torch.zeros(1, dtype=torch.long), res.num_atoms.cpu().cumsum(0)])
@@ -297,6 +322,7 @@ def generate(
     checkpoint: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
     overwrite: bool = False, retries: int = 3, batch_size: int = 128,
     device: str | torch.device = "cpu", progress: bool = False, steer=None, reward=None,
+    couple_elements: bool = True,
 ) -> list[Crystal]:
     """Generate new crystals, optionally in a space group, chemical system and cell size.
 
@@ -318,6 +344,8 @@ def generate(
             spend more sampling compute on a lower ``reward``.
         reward: ``structures -> costs`` (lower is better; default: unrelaxed CHGNet energy above
             the bundled hull, :class:`crystalflow.crystal_tasks.rewards.HullEnergyReward`); needs ``steer``.
+        couple_elements: couple the orbit types to a number of distinct elements drawn from the
+            training data (default); ``False`` draws every orbit's type on its own.
 
     Returns:
         The crystals (conventional cells; ``Crystal.to_structure()`` for pymatgen). Those that
@@ -349,7 +377,8 @@ def generate(
         out = prepare_output_dir(out, overwrite=overwrite)
     res = generate_crystals(flow, dist, num, space_group=space_group, elements=zs, num_atoms=num_atoms,
                             steps=steps, seed=seed, batch_size=batch_size, retries=retries,
-                            device=device, progress=progress, sampler=sampler)
+                            device=device, progress=progress, sampler=sampler,
+                            couple_elements=couple_elements)
     if out is not None:
         write_generated(res.crystals, out, res.checks)
     return res.crystals

@@ -261,7 +261,7 @@ class SteeredSampler:
 
     def __call__(self, skeletons: Sequence, *, allowed: torch.Tensor | None = None, steps: int | None = None,
                  generator: torch.Generator | None = None, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32) -> CrystalBatch:
+                 dtype: torch.dtype = torch.float32, num_elements: torch.Tensor | None = None) -> CrystalBatch:
         from tqdm.auto import tqdm
 
         from crystalflow.symmetry import collate_symmetry, crystal_symmetry
@@ -269,13 +269,14 @@ class SteeredSampler:
         k = self.config.particles
         expanded = [s for s in skeletons for _ in range(k)]
         allowed_k = None if allowed is None else allowed.repeat_interleave(k, 0)
+        budget_k = None if num_elements is None else torch.as_tensor(num_elements).repeat_interleave(k, 0)
         self._generator = generator
         stages = len(self.config.resample_at) + 1
         with tqdm(total=stages, disable=not self.progress, desc=f"steering ({self.config.method}, K={k})",
                   leave=False) as bar:
             steer = self._steer(bar) if self.config.resample_at else None
             full = self.flow.sample(expanded, allowed=allowed_k, steps=steps, generator=generator,
-                                    dtype=dtype, device=device, steer=steer)
+                                    dtype=dtype, device=device, steer=steer, num_elements=budget_k)
             rewards = self._score([c.to_structure() for c in full.to_crystals()])
             bar.update(1)
         best = best_in_groups(rewards, k)
