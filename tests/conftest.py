@@ -1,4 +1,4 @@
-"""Test-wide fixtures: the shared benchmark data directory and thread limits."""
+"""Test-wide fixtures: the shared benchmark data directory, thread limits and a per-test cache."""
 
 from __future__ import annotations
 
@@ -37,3 +37,10 @@ def data_dir() -> Path:
     if d is None:
         pytest.skip("benchmark data not found (set CRYSTALFLOW_DATA)")
     return d
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """A fresh ``$CRYSTALFLOW_CACHE`` for one test (parsed datasets are cached there)."""
+    monkeypatch.setenv("CRYSTALFLOW_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"

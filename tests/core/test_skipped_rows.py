@@ -39,12 +39,6 @@ def table(seed: int, n: int = 8) -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame({"material_id": ids, "cif": cifs}), [ids[i] for i in bad]
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CRYSTALFLOW_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
 @pytest.mark.parametrize("seed", range(4))
 def test_csv_skipped_rows_are_exactly_the_bad_rows_also_on_a_cache_hit(seed, tmp_path, cache):
     frame, bad = table(seed)

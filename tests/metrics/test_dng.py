@@ -23,12 +23,6 @@ def prim_set():
             (rocksalt_nacl(), cscl_nacl(), zincblende_gaas(), bcc_fe(), perovskite_srtio3())]
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CRYSTALFLOW_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
 def _write_csv(path, structures):
     rows = [{"material_id": f"x-{i}", "cif": s.to(fmt="cif")} for i, s in enumerate(structures)]
     pd.DataFrame(rows).to_csv(path, index=False)

@@ -64,12 +64,6 @@ Cl Cl1 0.5 0.5 0.5
 """
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CRYSTALFLOW_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
 def test_nan_lattice_rows_are_skipped_with_a_warning(tmp_path, cache):
     path = tmp_path / "rows.csv"
     pd.DataFrame({"material_id": ["good", "nan", "inf"],
