@@ -32,7 +32,7 @@ from pymatgen.core import Structure
 from crystalflow.metrics.validity import min_interatomic_distance
 
 __all__ = ["CLASH_PENALTY", "FAILURE_REWARD", "DensityReward", "FormationEnergyReward", "HullEnergyReward",
-           "Reward", "VolumeReward", "min_distance"]
+           "Reward", "TargetReward", "VolumeReward", "min_distance"]
 
 #: a reward: structures -> one cost per structure (lower is better)
 Reward = Callable[[Sequence[Structure]], Sequence[float]]
@@ -133,24 +133,32 @@ class FormationEnergyReward(HullEnergyReward):
 
 
 @dataclass(frozen=True)
-class DensityReward:
-    """``|density - target|`` in g/cm^3 (no energy model)."""
+class TargetReward:
+    """``|value(structure) - target|`` plus the clash penalty (no energy model); subclasses say
+    what ``value`` is."""
 
     target: float
     min_distance: float = 0.5
 
+    def value(self, structure: Structure) -> float:
+        raise NotImplementedError
+
     def __call__(self, structures: Sequence[Structure]) -> list[float]:
         clash = _clash(structures, self.min_distance)
-        return [abs(float(s.density) - self.target) + c for s, c in zip(structures, clash)]
+        return [abs(self.value(s) - self.target) + c for s, c in zip(structures, clash)]
 
 
 @dataclass(frozen=True)
-class VolumeReward:
+class DensityReward(TargetReward):
+    """``|density - target|`` in g/cm^3 (no energy model)."""
+
+    def value(self, structure: Structure) -> float:
+        return float(structure.density)
+
+
+@dataclass(frozen=True)
+class VolumeReward(TargetReward):
     """``|volume per atom - target|`` in A^3 (no energy model)."""
 
-    target: float
-    min_distance: float = 0.5
-
-    def __call__(self, structures: Sequence[Structure]) -> list[float]:
-        clash = _clash(structures, self.min_distance)
-        return [abs(float(s.volume) / len(s) - self.target) + c for s, c in zip(structures, clash)]
+    def value(self, structure: Structure) -> float:
+        return float(structure.volume) / len(structure)
