@@ -229,9 +229,10 @@ class SymmetricDataset:
 
     @classmethod
     def from_cif_folder(cls, folder: str | os.PathLike, *, symprec: float = DEFAULT_SYMPREC,
-                        progress: bool = True) -> "SymmetricDataset":
+                        progress: bool = True, warn: bool = True) -> "SymmetricDataset":
         """Analyse every ``*.cif`` of a folder (ids: the file stems), as :meth:`from_csv` does a
-        CSV's rows (not cached); files spglib cannot analyse are skipped with a warning.
+        CSV's rows (not cached); files spglib cannot analyse are skipped, listed in
+        ``skipped_rows`` and, with ``warn``, each gives a warning.
 
         Raises:
             InputError: the folder holds no ``.cif`` file.
@@ -245,7 +246,7 @@ class SymmetricDataset:
             raise InputError(f"{folder} holds no .cif files")
         results = [_analyze_row((p.read_text(errors="replace"), p.stem, symprec))
                    for p in tqdm(files, disable=not progress, desc="analysing CIFs", unit="file")]
-        return cls._from_results([p.stem for p in files], results, folder)[0]
+        return cls._from_results([p.stem for p in files], results, folder, warn)[0]
 
     @classmethod
     def _from_results(cls, ids: Sequence[str], results: Sequence, source: Path, warn: bool = True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -54,10 +53,8 @@ def build_library(sources: Sequence[str | os.PathLike], out: str | os.PathLike, 
     for src in sources:
         path = Path(src)
         if path.is_dir():
-            with warnings.catch_warnings():  # from_cif_folder has no warn=False; its rows are data
-                warnings.filterwarnings("ignore", message="skipping row ")
-                datasets.append(SymmetricDataset.from_cif_folder(path, symprec=symprec,
-                                                                 progress=progress))
+            datasets.append(SymmetricDataset.from_cif_folder(path, symprec=symprec,
+                                                             progress=progress, warn=False))
         elif path.is_file():
             datasets.append(SymmetricDataset.from_csv(path, symprec=symprec, workers=workers,
                                                       progress=progress, warn=False))
