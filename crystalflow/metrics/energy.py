@@ -7,7 +7,8 @@ energies); no MP2020 correction is applied, neither here nor in the reference hu
 E_hull this package reports is measured on a *CHGNet* hull, not a DFT one.
 
 Relaxation uses CHGNet's ``StructOptimizer`` (FIRE on positions and cell through ASE's
-``FrechetCellFilter``), as FlowMM and MatterGen do before their DFT step.
+``FrechetCellFilter``), as FlowMM and MatterGen do before their DFT step; :func:`relax_many`
+runs the same steps batched (:mod:`crystalflow.metrics.relax_batch`).
 """
 
 from __future__ import annotations
@@ -173,13 +174,14 @@ def relax(
     traj = result["trajectory"]
     n = len(structure)
     energies = [float(e) / n for e in traj.energies] if len(traj.energies) else [nan]
+    taken = max(len(energies) - 2, 0)  # the observer logs the start, every step and the end again
     final = result["final_structure"]
     forces = traj.forces[-1] if len(traj.forces) else None
     converged = bool(forces is not None and np.max(np.linalg.norm(forces, axis=1)) <= fmax)
     energy = energies[-1]
     if not math.isfinite(energy):
-        return Relaxation(structure, nan, energies[0], len(energies) - 1, False, "non-finite energy")
-    return Relaxation(final, energy, energies[0], len(energies) - 1, converged, None)
+        return Relaxation(structure, nan, energies[0], taken, False, "non-finite energy")
+    return Relaxation(final, energy, energies[0], taken, converged, None)
 
 
 def _relax_task(task: tuple[dict, int, float, bool, str]) -> Relaxation:
@@ -197,7 +199,33 @@ def relax_many(
     model_name: str = CHGNET_MODEL,
     workers: int = 1,
     progress: bool = True,
+    batched: bool = True,
+    batch_size: int | None = None,
 ) -> list[Relaxation]:
-    """:func:`relax` every structure, over ``workers`` single-threaded processes."""
-    tasks = [(s.as_dict(), steps, fmax, relax_cell, model_name) for s in structures]
-    return parallel_map(_relax_task, tasks, workers=workers, progress=progress, desc="relax", chunksize=1)
+    """Relax every structure with CHGNet.
+
+    Args:
+        structures, steps, fmax, relax_cell, model_name: as :func:`relax`.
+        workers: single-threaded processes (``<= 1``: this process).
+        progress: show a progress bar.
+        batched: relax with :func:`crystalflow.metrics.relax_batch.relax_batch` (same FIRE and
+            FrechetCellFilter steps, one CHGNet pass per step over up to ``batch_size``
+            structures; ~1.7x faster per structure on one CPU thread, the same energies to
+            float32 round-off); ``False``: :func:`relax` one structure at a time.
+        batch_size: structures relaxed together (default ``RELAX_BATCH_SIZE``); with
+            ``workers > 1`` each process relaxes its own contiguous share of the structures.
+    """
+    if not batched:
+        tasks = [(s.as_dict(), steps, fmax, relax_cell, model_name) for s in structures]
+        return parallel_map(_relax_task, tasks, workers=workers, progress=progress, desc="relax", chunksize=1)
+    from crystalflow.metrics.relax_batch import RELAX_BATCH_SIZE, relax_batch, relax_batch_chunk
+
+    size = batch_size or RELAX_BATCH_SIZE
+    kwargs = dict(steps=steps, fmax=fmax, relax_cell=relax_cell, batch_size=size, model_name=model_name)
+    if workers <= 1 or len(structures) <= size:
+        return relax_batch(structures, progress=progress, **kwargs)
+    share = max(size, math.ceil(len(structures) / (4 * workers)))  # a few shares per process: balance
+    tasks = [([s.as_dict() for s in structures[i : i + share]], kwargs | {"progress": False})
+             for i in range(0, len(structures), share)]
+    chunks = parallel_map(relax_batch_chunk, tasks, workers=workers, progress=progress, desc="relax", chunksize=1)
+    return [r for chunk in chunks for r in chunk]
