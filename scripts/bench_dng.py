@@ -33,6 +33,7 @@ import torch
 
 def _generate(args, space_group):
     from crystalflow.crystal_tasks.generation import _load, generate_crystals
+    from crystalflow.crystal_tasks.geometry import load_geometry
 
     flow, dist = _load(args.checkpoint, "cpu")
     if args.type_temperature is not None:
@@ -42,7 +43,8 @@ def _generate(args, space_group):
     t0 = time.time()
     res = generate_crystals(flow, dist, args.num, space_group=space_group, steps=args.steps, seed=args.seed,
                             batch_size=args.batch_size, progress=not args.no_progress, retries=args.retries,
-                            couple_elements=not args.independent_types)
+                            couple_elements=not args.independent_types,
+                            geometry=load_geometry(flow, args.geometry, "cpu"))
     return res, time.time() - t0
 
 
@@ -57,7 +59,7 @@ def run_sg(args) -> dict:
     n = len(rows)
     return {
         "mode": "space_group", "space_group": args.space_group, "num": n, "steps": args.steps,
-        "type_temperature": args.type_temperature, "retries": args.retries,
+        "type_temperature": args.type_temperature, "retries": args.retries, "geometry": args.geometry,
         "coupled_types": not args.independent_types, "resampled": res.resampled,
         "seed": args.seed, "sampling_seconds": round(secs, 1),
         "frac_space_group": sum(r["space_group"] == args.space_group for r in rows) / n,
@@ -96,7 +98,7 @@ def run_mp20(args) -> dict:
     m = dng_metrics(prims, ref, dataset="mp_20", with_coverage=bool(args.coverage_reference),
                     with_novelty=False, workers=args.workers, progress=not args.no_progress)
     return {"mode": "mp20_unconditional", "num": len(prims), "steps": args.steps, "seed": args.seed,
-            "retries": args.retries, "coupled_types": not args.independent_types,
+            "retries": args.retries, "coupled_types": not args.independent_types, "geometry": args.geometry,
             "resampled": res.resampled, "sampling_seconds": round(secs, 1), "eval_seconds": round(time.time() - t1, 1),
             "coverage_reference_size": (len(sub.densities) if args.coverage_reference else None),
             **m.to_dict()}
@@ -117,6 +119,8 @@ def main() -> None:
     ap.add_argument("--type-temperature", type=float, default=None, help="override the checkpoint's")
     ap.add_argument("--retries", type=int, default=3,
                     help="re-sampling rounds for structures with atoms < 0.5 A apart (0: the raw model)")
+    ap.add_argument("--geometry", default="auto",
+                    help="auto (the checkpoint's choice), dng (the DNG flow's own) or an sgcsp checkpoint")
     ap.add_argument("--independent-types", action="store_true",
                     help="draw every orbit's element on its own (no element-count coupling)")
     ap.add_argument("--workers", type=int, default=1)

@@ -69,6 +69,10 @@ class DNGConfig:
         type_loss: ``ce`` (cross-entropy) or ``gkl`` (generalized KL).
         steps: default number of joint Euler steps.
         type_temperature: softmax temperature of the type posterior when sampling.
+        geometry: an SG-CSP checkpoint (bundled name or path) whose flow re-generates positions and
+            lattice given each sample's space group, Wyckoff letters and sampled types (two-stage
+            sampling in :func:`crystalflow.crystal_tasks.generation.generate_crystals`); ``None``:
+            the DNG flow's own geometry. A sampling default: the flow itself never reads it.
     """
 
     frac_weight: float = 1.0
@@ -80,6 +84,7 @@ class DNGConfig:
     steps: int = 100
     symmetrize: bool = True
     type_temperature: float = 1.0
+    geometry: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -18,6 +18,11 @@ Requests and the templates they allow (:func:`select_skeletons`):
   skeleton (a chemical system asks for exactly its size) and its orbit types are coupled to end
   with that many elements (:func:`~crystalflow.crystal_tasks.skeletons.element_budget_mask`);
   ``couple_elements=False`` draws every orbit's type on its own.
+* two-stage geometry: with ``geometry`` (default ``"auto"``: the checkpoint's
+  ``DNGConfig.geometry``, ``sgcsp_mp_20.pt`` for the bundled ``dng_mp_20.pt``) the DNG flow gives
+  the skeleton's types and a space-group-conditioned CSP flow re-generates positions and lattice
+  for that Wyckoff template (:func:`regenerate_geometry`); the SG-CSP flow sees every type from
+  its first step, where the DNG flow decides types while the lattice is already forming.
 
 Every element must occur in the training data (the model never generates other types), the space
 group must be 1-230 and some training skeleton must fit, else :class:`~crystalflow.errors.InputError`.
@@ -34,6 +39,8 @@ from pathlib import Path
 import torch
 
 from crystalflow.crystals.crystal import Crystal, write_text_atomic
+from crystalflow.crystal_tasks.geometry import load_geometry, regenerate_geometry
+from crystalflow.crystal_tasks.skeletons import select_skeletons
 from crystalflow.errors import InputError
 
 __all__ = ["generate", "generate_crystals", "GeneratedSet", "parse_elements", "select_skeletons",
@@ -64,29 +71,6 @@ def parse_elements(elements: str | Sequence[str | int] | None) -> tuple[int, ...
             raise InputError(f"atomic number {z} is not an element")
         out.add(z)
     return tuple(sorted(out))
-
-
-def select_skeletons(dist, allowed: torch.Tensor, space_group: int | None = None,
-                     elements: tuple[int, ...] | None = None, num_atoms: int | None = None):
-    """Training skeletons compatible with a request (see the module docstring).
-
-    Args:
-        dist: the checkpoint's :class:`~crystalflow.crystal_tasks.dng.SkeletonDistribution`.
-        allowed: ``[V]`` bool, types the model can generate.
-
-    Raises:
-        InputError: element never seen in training, or no compatible skeleton.
-    """
-    from pymatgen.core import Element
-
-    if num_atoms is not None and (int(num_atoms) != num_atoms or num_atoms < 1):
-        raise InputError(f"num_atoms must be a positive integer, got {num_atoms!r}", parameters=("num_atoms",))
-    if elements is not None:
-        missing = [z for z in elements if z >= allowed.shape[0] or not bool(allowed[z])]
-        if missing:
-            names = ", ".join(Element.from_Z(z).symbol for z in missing)
-            raise InputError(f"element(s) {names} never occur in the model's training data")
-    return dist.select(space_group, num_atoms, min_orbits=len(elements) if elements else 1)
 
 
 @functools.lru_cache(maxsize=4)
@@ -142,7 +126,6 @@ def _repair(crystal: Crystal, orbit: torch.Tensor, elements: tuple[int, ...],
 
     n_orb = int(orbit.max()) + 1
     orbit_type = torch.zeros(n_orb, dtype=torch.long).index_put_((orbit,), crystal.atom_types.clone())
-    first: Crystal | None = None
     for z in elements:
         if z in orbit_type.tolist():
             continue
@@ -173,12 +156,16 @@ def generate_crystals(
     flow, dist, num: int, *, space_group: int | None = None, elements: tuple[int, ...] | None = None,
     num_atoms: int | None = None, steps: int | None = None, seed: int = 0, batch_size: int = 128,
     retries: int = 3, device: str | torch.device = "cpu", progress: bool = False, sampler=None,
-    couple_elements: bool = True,
+    couple_elements: bool = True, geometry=None,
 ) -> GeneratedSet:
     """Sample ``num`` crystals with a loaded DNG flow and its skeleton distribution.
 
     ``sampler`` replaces ``flow.sample`` (same signature, one crystal per skeleton, e.g. a
     reward-steered :class:`crystalflow.crystal_tasks.steering.SteeredSampler`).
+
+    ``geometry``: an :class:`~crystalflow.crystal_tasks.sgcsp.SGCSPFlow` that re-generates
+    positions and lattice of every sample given its template (:func:`regenerate_geometry`), or
+    ``None`` (the DNG flow's own).
 
     ``couple_elements``: draw a number of distinct elements with every skeleton (from the
     training data; ``len(elements)`` for a chemical system) and couple the orbit types to it (see
@@ -255,6 +242,8 @@ def generate_crystals(
                                          else drawn_budgets[lo:lo + len(idx)])
             res = (sampler or flow.sample)(batch_skeletons, allowed=allowed, steps=steps, generator=gen,
                                            device=device, **extra)
+            if geometry is not None:
+                res = regenerate_geometry(geometry, res, batch_skeletons, generator=gen, device=device)
             orbit = res.symmetry.orbit.cpu()
             starts = torch.cat([torch.zeros(1, dtype=torch.long), res.symmetry.num_orbits.cumsum(0)])
             atom_starts = torch.cat([torch.zeros(1, dtype=torch.long), res.num_atoms.cpu().cumsum(0)])
@@ -322,7 +311,7 @@ def generate(
     checkpoint: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
     overwrite: bool = False, retries: int = 3, batch_size: int = 128,
     device: str | torch.device = "cpu", progress: bool = False, steer=None, reward=None,
-    couple_elements: bool = True,
+    couple_elements: bool = True, geometry: str | os.PathLike | None = "auto",
 ) -> list[Crystal]:
     """Generate new crystals, optionally in a space group, chemical system and cell size.
 
@@ -346,6 +335,9 @@ def generate(
             the bundled hull, :class:`crystalflow.crystal_tasks.rewards.HullEnergyReward`); needs ``steer``.
         couple_elements: couple the orbit types to a number of distinct elements drawn from the
             training data (default); ``False`` draws every orbit's type on its own.
+        geometry: two-stage sampling (see the module docstring): ``"auto"`` (the checkpoint's
+            choice; with ``steer``, the DNG geometry the reward was computed on), ``"dng"`` /
+            ``None``, or an sgcsp checkpoint name / path (not with ``steer``).
 
     Returns:
         The crystals (conventional cells; ``Crystal.to_structure()`` for pymatgen). Those that
@@ -364,6 +356,7 @@ def generate(
     if reward is not None and steer is None:
         raise InputError("a reward needs steer=SteeringConfig(...)")
     flow, dist = _load(None if checkpoint is None else str(checkpoint), str(device))
+    geometry_flow = load_geometry(flow, geometry, device, steering=steer is not None)
     sampler = None
     if steer is not None:
         from crystalflow.crystal_tasks.steering import SteeredSampler
@@ -378,7 +371,7 @@ def generate(
     res = generate_crystals(flow, dist, num, space_group=space_group, elements=zs, num_atoms=num_atoms,
                             steps=steps, seed=seed, batch_size=batch_size, retries=retries,
                             device=device, progress=progress, sampler=sampler,
-                            couple_elements=couple_elements)
+                            couple_elements=couple_elements, geometry=geometry_flow)
     if out is not None:
         write_generated(res.crystals, out, res.checks)
     return res.crystals

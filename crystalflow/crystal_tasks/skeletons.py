@@ -20,7 +20,7 @@ from crystalflow.symmetry import WyckoffTemplate
 from crystalflow.symmetry.groups import check_space_group_number
 from crystalflow.symmetry.wyckoff import wyckoff_position
 
-__all__ = ["Skeleton", "SkeletonDistribution", "element_budget_mask"]
+__all__ = ["Skeleton", "SkeletonDistribution", "element_budget_mask", "select_skeletons"]
 
 
 @dataclass(frozen=True, order=True)
@@ -162,3 +162,26 @@ def element_budget_mask(types: torch.Tensor, orbit_batch: torch.Tensor, num_elem
     only_new = (n_masked <= num_elements - n_used)[:, None]
     allowed = torch.where(full, used, torch.where(only_new, ~used, torch.ones_like(used)))
     return allowed.index_select(0, orbit_batch)
+
+
+def select_skeletons(dist, allowed: torch.Tensor, space_group: int | None = None,
+                     elements: tuple[int, ...] | None = None, num_atoms: int | None = None):
+    """Training skeletons compatible with a request (see the module docstring).
+
+    Args:
+        dist: the checkpoint's :class:`~crystalflow.crystal_tasks.dng.SkeletonDistribution`.
+        allowed: ``[V]`` bool, types the model can generate.
+
+    Raises:
+        InputError: element never seen in training, or no compatible skeleton.
+    """
+    from pymatgen.core import Element
+
+    if num_atoms is not None and (int(num_atoms) != num_atoms or num_atoms < 1):
+        raise InputError(f"num_atoms must be a positive integer, got {num_atoms!r}", parameters=("num_atoms",))
+    if elements is not None:
+        missing = [z for z in elements if z >= allowed.shape[0] or not bool(allowed[z])]
+        if missing:
+            names = ", ".join(Element.from_Z(z).symbol for z in missing)
+            raise InputError(f"element(s) {names} never occur in the model's training data")
+    return dist.select(space_group, num_atoms, min_orbits=len(elements) if elements else 1)
