@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init-from", default=None,
                    help="start from a checkpoint's weights (path or bundled name): a csp checkpoint for "
                         "--task csp, sgcsp for sgcsp (its lattice chart and network size are kept), "
-                        "sgcsp for dng (the trunk; the type head starts fresh)")
+                        "sgcsp for dng (the trunk; the type head starts fresh) or dng for dng (continued whole)")
     p.add_argument("--train-on-val", action="store_true",
                    help="--task sgcsp/dng on mp_20: also train on val.csv after its first 1,000 rows, "
                         "which stay held out for validation and selection (test is never used)")

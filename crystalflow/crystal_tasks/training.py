@@ -239,10 +239,15 @@ def sgcsp_validator(flow, data: TrainData, options: CrystalTrainOptions,
 
 
 def build_dng(data: TrainData, options: CrystalTrainOptions) -> Built:
-    """A :class:`~crystalflow.crystal_tasks.dng.DNGFlow` generating the training set's elements; ``init_from``
-    (an sgcsp checkpoint) gives the trunk, the type head starts fresh."""
-    from crystalflow.crystal_tasks.dng import NUM_TYPES, DNGConfig, DNGFlow, SkeletonDistribution
-    from crystalflow.flow_checkpoints import resolve_checkpoint
+    """A :class:`~crystalflow.crystal_tasks.dng.DNGFlow` generating the training set's elements.
+
+    ``init_from`` an sgcsp checkpoint gives the trunk (the type head starts fresh, the lattice
+    chart is fitted on the data); a dng checkpoint is continued whole: its weights, lattice chart,
+    allowed elements (plus the data's) and sampling defaults (``lattice_weight`` overrides its loss
+    weight when given).
+    """
+    from crystalflow.crystal_tasks.dng import NUM_TYPES, DNGConfig, DNGFlow, SkeletonDistribution, allowed_from_stats
+    from crystalflow.flow_checkpoints import model_from_checkpoint, resolve_checkpoint
     from crystalflow.models import build_model, check_size_matches, default_size
     from crystalflow.symmetry import family_lattice_chart
 
@@ -253,20 +258,28 @@ def build_dng(data: TrainData, options: CrystalTrainOptions) -> Built:
     chart = family_lattice_chart(data.train.lattice, data.train.space_groups)
     allowed = torch.zeros(NUM_TYPES, dtype=torch.bool)
     allowed[data.train.atom_types.unique()] = True
+    config = DNGConfig(lattice_weight=0.5 if options.lattice_weight is None else options.lattice_weight)
     if options.init_from:
         ck = load_checkpoint(resolve_checkpoint(options.init_from, "sgcsp"))
-        if ck.task != "sgcsp":
-            raise InputError(f"init_from needs an sgcsp checkpoint, got task {ck.task!r}", parameters=("init_from",))
-        check_size_matches(ck.model_config, options.hidden, options.layers)  # the trunk is the checkpoint's
-        model = build_model(name, dict(ck.model_config))  # DNGNetConfig is SGNet's
-        missing, unexpected = model.load_state_dict(ck.weights, strict=False)
-        if unexpected or any(not k.startswith("type_head") for k in missing):
-            raise InputError(f"init_from weights do not fit: missing {missing}, unexpected {unexpected}",
+        if ck.task not in ("sgcsp", "dng"):
+            raise InputError(f"init_from needs an sgcsp or dng checkpoint, got task {ck.task!r}",
                              parameters=("init_from",))
+        check_size_matches(ck.model_config, options.hidden, options.layers)  # the trunk is the checkpoint's
+        if ck.task == "dng":
+            model = model_from_checkpoint(ck).train()
+            chart = LatticeChart.from_state_dict(ck.stats["lattice_chart"])
+            allowed |= allowed_from_stats(ck.stats)
+            weight = {} if options.lattice_weight is None else {"lattice_weight": options.lattice_weight}
+            config = DNGConfig(**{**ck.task_config, **weight})
+        else:
+            model = build_model(name, dict(ck.model_config))  # DNGNetConfig is SGNet's
+            missing, unexpected = model.load_state_dict(ck.weights, strict=False)
+            if unexpected or any(not k.startswith("type_head") for k in missing):
+                raise InputError(f"init_from weights do not fit: missing {missing}, unexpected {unexpected}",
+                                 parameters=("init_from",))
     else:
         model = build_model(name, default_size(name, options.hidden, options.layers))
-    weight = 0.5 if options.lattice_weight is None else options.lattice_weight
-    flow = DNGFlow(model, chart, allowed, DNGConfig(lattice_weight=weight))
+    flow = DNGFlow(model, chart, allowed, config)
     skeletons = SkeletonDistribution.from_templates(data.train.templates).state_dict()
     stats = _symmetric_stats(data, chart, allowed_types=tuple(allowed.nonzero().squeeze(-1).tolist()),
                              skeletons=skeletons, init_from=options.init_from or None)

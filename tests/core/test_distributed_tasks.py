@@ -218,3 +218,27 @@ def test_tasks_refuse_options_they_cannot_use(task):
     with pytest.raises(InputError) as info:
         TASKS[task].training.build(data, with_options(CRYSTAL_OPTIONS, align_orbits=True))
     assert flag_message(info.value) == f"--align-orbits applies to --task sgcsp only, not --task {task}"
+
+
+def test_dng_continues_a_dng_checkpoint_whole(tmp_path):
+    """``init_from`` a dng checkpoint: same weights, chart and sampling defaults as the file."""
+    from dataclasses import replace as dc_replace
+
+    from crystalflow.checkpoint import save_checkpoint
+    from crystalflow.crystal_tasks.dng import DNGConfig
+    from crystalflow.pretrained import make_dng_checkpoint
+
+    data = tiny_data()
+    first = TASKS["dng"].training.build(data, CRYSTAL_OPTIONS)
+    first.flow.config = DNGConfig(lattice_weight=0.25, type_temperature=0.8, geometry="sgcsp_mp_20.pt")
+    torch.nn.init.normal_(next(first.flow.model.parameters()))
+    path = tmp_path / "dng.pt"
+    save_checkpoint(make_dng_checkpoint(first.flow, "dngnet", first.stats, first.flow.model.state_dict(), None), path)
+    again = TASKS["dng"].training.build(data, dc_replace(CRYSTAL_OPTIONS, init_from=str(path)))
+    for (k, a), b in zip(first.flow.model.state_dict().items(), again.flow.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert again.flow.config == first.flow.config
+    assert again.flow.chart.state_dict() == first.flow.chart.state_dict()
+    assert again.stats["init_from"] == str(path)
+    weighted = TASKS["dng"].training.build(data, dc_replace(CRYSTAL_OPTIONS, init_from=str(path), lattice_weight=2.0))
+    assert weighted.flow.config.lattice_weight == 2.0 and weighted.flow.config.geometry == "sgcsp_mp_20.pt"
