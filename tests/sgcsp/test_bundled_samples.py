@@ -1,7 +1,8 @@
 """Pinned fixed-seed samples of the bundled space-group checkpoints (SG-CSP and DNG).
 
-The values were recorded before the flows moved onto the shared solver and Wyckoff path; any
-change of the sampling mathematics shows up here. Only orbit representatives (one atom per orbit),
+The values were recorded before the flows moved onto the shared solver and Wyckoff path (the
+``sgcsp_mp_20.pt`` rows again when its weights were retrained in session 8); any change of the
+sampling mathematics shows up here. Only orbit representatives (one atom per orbit),
 lattice parameters and orbit types are pinned: four steps, two crystals. ``scripts/
 check_sample_identity.py`` compares many more settings at 1e-6 on one machine; the tolerance here
 leaves room for float32 differences between CPUs.
@@ -22,15 +23,15 @@ SGCSP_CASES = {
     # (checkpoint, method): (templates, representatives, lattice parameters)
     ("sgcsp_mp_20.pt", "euler"): (
         [WyckoffTemplate(194, ("h", "c"), (30, 8)), WyckoffTemplate(14, ("e", "a"), (8, 26))],
-        [[0.5887141, 0.1774282, 0.25], [0.3333333, 0.6666667, 0.25], [0.2431173, 0.3217236, 0.6337502],
+        [[0.726017, 0.452034, 0.25], [0.3333333, 0.6666667, 0.25], [0.2266974, 0.2899247, 0.6071923],
          [0.0, 0.0, 0.0]],
-        [[5.28633, 5.28633, 4.11885, 90.0, 90.0, 120.0], [3.75306, 3.35214, 5.1983, 90.0, 99.79096, 90.0]],
+        [[5.32494, 5.32494, 4.16555, 90.0, 90.0, 120.0], [3.7415, 3.25018, 5.34255, 90.0, 103.34631, 90.0]],
     ),
     ("sgcsp_mp_20.pt", "midpoint"): (
         [WyckoffTemplate(194, ("h", "c"), (30, 8)), WyckoffTemplate(14, ("e", "a"), (8, 26))],
-        [[0.2817839, 0.5635679, 0.25], [0.3333333, 0.6666667, 0.25], [0.2804924, 0.2998702, 0.6997687],
+        [[0.0719706, 0.1439413, 0.25], [0.3333333, 0.6666667, 0.25], [0.1716157, 0.3151818, 0.5841129],
          [0.0, 0.0, 0.0]],
-        [[5.0871, 5.0871, 4.60542, 90.0, 90.0, 120.0], [3.55964, 3.19681, 5.10661, 90.0, 97.52742, 90.0]],
+        [[5.20333, 5.20333, 4.14299, 90.0, 90.0, 120.0], [3.61493, 3.03036, 5.22641, 90.0, 103.36288, 90.0]],
     ),
     ("sgcsp_perov_5.pt", "euler"): (
         [WyckoffTemplate(99, ("a", "b", "b", "c"), (56, 22, 8, 8))],
