@@ -8,7 +8,7 @@ with ``weights_only=True`` (no arbitrary code runs on load).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,24 @@ def torch_save_atomic(obj, path: str | os.PathLike) -> Path:
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
     """Write atomically (:func:`torch_save_atomic`)."""
     torch_save_atomic(ckpt.to_dict(), path)
+
+
+def rewrite_checkpoint(path: str | os.PathLike, **changes: Any) -> Checkpoint:
+    """Replace fields of the checkpoint at ``path`` (``task_config=...``, ``stats=...``,
+    ``extra=...``) and write it back atomically; the weights must read back unchanged.
+
+    Raises:
+        CheckpointError: ``changes`` touch the weights, or they do not read back identical.
+    """
+    if "weights" in changes:
+        raise CheckpointError("rewrite_checkpoint keeps the weights; save a new checkpoint instead")
+    before = load_checkpoint(path)
+    save_checkpoint(replace(before, **changes), path)
+    after = load_checkpoint(path)
+    if before.weights.keys() != after.weights.keys() or not all(
+            torch.equal(after.weights[k], w) for k, w in before.weights.items()):
+        raise CheckpointError(f"{path}: weights changed on rewrite")
+    return after
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:

@@ -12,11 +12,8 @@ checkpoint was trained on) and writes the histograms beside them; weights are ch
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
-import torch
-
-from crystalflow.checkpoint import load_checkpoint, save_checkpoint
+from crystalflow.checkpoint import load_checkpoint, rewrite_checkpoint
 from crystalflow.crystal_tasks.skeletons import SkeletonDistribution
 from crystalflow.crystals.symmetric import load_symmetric_split
 
@@ -35,10 +32,7 @@ def main() -> None:
     if (rebuilt.skeletons, rebuilt.counts) != (stored.skeletons, stored.counts):
         raise SystemExit("the training split's skeletons differ from the checkpoint's: not its data")
     stats = {**ck.stats, "skeletons": rebuilt.state_dict()}
-    save_checkpoint(dataclasses.replace(ck, stats=stats), args.path)
-    back = load_checkpoint(args.path)
-    if not all(torch.equal(back.weights[k], ck.weights[k]) for k in ck.weights):
-        raise SystemExit("weights changed on rewrite")
+    back = rewrite_checkpoint(args.path, stats=stats)
     hist = SkeletonDistribution.from_state_dict(back.stats["skeletons"]).element_counts
     print(f"{args.path}: element-count histograms of {len(hist)} skeletons recorded")
 

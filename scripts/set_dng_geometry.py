@@ -10,11 +10,8 @@ every sample with that SG-CSP checkpoint (``DNGConfig.geometry``); the previous 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
-import torch
-
-from crystalflow.checkpoint import load_checkpoint, save_checkpoint
+from crystalflow.checkpoint import load_checkpoint, rewrite_checkpoint
 from crystalflow.pretrained import load_pretrained
 
 
@@ -33,10 +30,7 @@ def main() -> None:
     old = ck.task_config.get("geometry")
     task_config = {**ck.task_config, "geometry": geometry}
     extra = {**ck.extra, "geometry_choice": {"previous": old, "note": args.note}}
-    save_checkpoint(dataclasses.replace(ck, task_config=task_config, extra=extra), args.path)
-    back = load_checkpoint(args.path)
-    if not all(torch.equal(back.weights[k], ck.weights[k]) for k in ck.weights):
-        raise SystemExit("weights changed on rewrite")
+    back = rewrite_checkpoint(args.path, task_config=task_config, extra=extra)
     print(args.path, "geometry:", old, "->", back.task_config["geometry"])
 
 

@@ -73,3 +73,23 @@ def test_bad_config_through_the_cli_is_one_line(tiny_checkpoint, tmp_path, capsy
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error:") and err.count("\n") == 1 and "bogus" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_rewrite_checkpoint_changes_fields_and_keeps_weights(tiny_checkpoint, tmp_path):  # noqa: F811
+    import shutil
+
+    from crystalflow.checkpoint import rewrite_checkpoint
+
+    path = tmp_path / "copy.pt"
+    shutil.copy(tiny_checkpoint, path)
+    before = load_checkpoint(path)
+    after = rewrite_checkpoint(path, extra={**before.extra, "note": "x"},
+                               task_config={**before.task_config, "steps": 3})
+    again = load_checkpoint(path)
+    assert again.extra["note"] == "x" and again.task_config["steps"] == 3 and after.task_config["steps"] == 3
+    assert again.weights.keys() == before.weights.keys()
+    assert all(torch.equal(again.weights[k], w) for k, w in before.weights.items())
+    assert (again.stats, again.model_config) == (before.stats, before.model_config)
+    with pytest.raises(CheckpointError, match="keeps the weights"):
+        rewrite_checkpoint(path, weights={})
+    assert load_checkpoint(path).extra["note"] == "x"  # a refused rewrite writes nothing
