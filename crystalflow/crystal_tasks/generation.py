@@ -234,12 +234,9 @@ def generate_crystals(
         settled: set[int] = set()
         for lo in tqdm(range(0, len(slots), batch_size), disable=not progress, desc="generating", unit="batch"):
             idx = slots[lo:lo + batch_size]
-            batch_skeletons = [skeletons[i] if not attempt else drawn[lo + j] for j, i in enumerate(idx)]
+            batch_skeletons = drawn[lo:lo + len(idx)]  # slot k draws drawn[k] (slots = 0..num-1 at first)
             allowed = None if restrict is None else restrict[None].expand(len(idx), -1)
-            extra = {}
-            if drawn_budgets is not None:
-                extra["num_elements"] = (drawn_budgets[idx] if not attempt
-                                         else drawn_budgets[lo:lo + len(idx)])
+            extra = {} if drawn_budgets is None else {"num_elements": drawn_budgets[lo:lo + len(idx)]}
             res = (sampler or flow.sample)(batch_skeletons, allowed=allowed, steps=steps, generator=gen,
                                            device=device, **extra)
             if geometry is not None:
