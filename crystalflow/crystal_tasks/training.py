@@ -166,7 +166,7 @@ def load_symmetric_data(options: CrystalTrainOptions, progress: bool) -> TrainDa
     ``train_on_val`` the training set also holds ``val.csv`` minus its first ``SELECTION_ROWS``
     rows, and validation draws from those first rows only."""
     from crystalflow.crystals.dataset import DATASETS, SELECTION_ROWS, resolve_data_dir
-    from crystalflow.crystals.symmetric import SymmetricDataset, load_symmetric_split
+    from crystalflow.crystals.symmetric import SymmetricDataset, load_symmetric_split, split_by_csv_rows
 
     if options.data is not None:
         raise InputError("data trains the P1 CSP flow only (task csp)", parameters=("data", "task"))
@@ -179,15 +179,10 @@ def load_symmetric_data(options: CrystalTrainOptions, progress: bool) -> TrainDa
     if shares_val:
         val_set = load_symmetric_split(options.dataset, "val", options.data_dir, progress=progress)
     elif options.train_on_val:
-        full = SymmetricDataset.from_csv(root / DATASETS[options.dataset]["val"], progress=progress,
-                                         workers=2, warn=False)
-        from crystalflow.crystals.dataset import read_cif_table
-
-        held = set(map(str, read_cif_table(root / DATASETS[options.dataset]["val"])["material_id"][:SELECTION_ROWS]))
-        inside = [i for i, m in enumerate(full.material_ids) if m in held]
-        rest = [i for i, m in enumerate(full.material_ids) if m not in held]
-        train_set = SymmetricDataset.concat([train_set, full.subset(rest)])
-        val_set = full.subset(inside)
+        val_csv = root / DATASETS[options.dataset]["val"]
+        full = SymmetricDataset.from_csv(val_csv, progress=progress, workers=2, warn=False)
+        rest, val_set = split_by_csv_rows(full, val_csv, first=SELECTION_ROWS)
+        train_set = SymmetricDataset.concat([train_set, rest])
     elif options.val_size > 0:  # only the first rows are needed: analyse (and cache) just those
         val_set = SymmetricDataset.from_csv(root / DATASETS[options.dataset]["val"],
                                             limit=max(options.val_size, 500), progress=progress)

@@ -289,14 +289,23 @@ def load_symmetric_split(dataset: str, split: str, data_dir: str | os.PathLike |
     ds = SymmetricDataset.from_csv(root / DATASETS[dataset][split], symprec=symprec,
                                    progress=progress, workers=workers)
     if DATASETS[dataset]["train"] == DATASETS[dataset]["val"] and split != "test":
-        # rows are split by position in the CSV; analysis may skip rows, so use material ids
-        from crystalflow.crystals.dataset import read_cif_table as _read
-
-        ids = list(_read(root / DATASETS[dataset][split])["material_id"])
-        held = set(ids[len(ids) - HELD_OUT:])
-        keep = [i for i, m in enumerate(ds.material_ids) if (m in held) == (split == "val")]
-        ds = ds.subset(keep)
+        outside, inside = split_by_csv_rows(ds, root / DATASETS[dataset][split], last=HELD_OUT)
+        ds = inside if split == "val" else outside
     return ds
+
+
+def split_by_csv_rows(ds: SymmetricDataset, csv: str | os.PathLike, *, first: int | None = None,
+                      last: int | None = None) -> tuple[SymmetricDataset, SymmetricDataset]:
+    """``(rows outside, rows inside)`` the ``first`` or ``last`` rows of the CSV ``ds`` was read
+    from. Rows are held out by position in the CSV; analysis may skip rows, so they are matched by
+    material id (skipped rows are dropped from both parts, as :meth:`SymmetricDataset.subset` does)."""
+    if (first is None) == (last is None):
+        raise ValueError("give first or last")
+    ids = list(read_cif_table(Path(csv))["material_id"])
+    held = set(ids[:first] if first is not None else ids[len(ids) - last:])
+    inside = [i for i, m in enumerate(ds.material_ids) if m in held]
+    outside = [i for i, m in enumerate(ds.material_ids) if m not in held]
+    return ds.subset(outside), ds.subset(inside)
 
 
 def _warn_skipped(rows: Sequence[SkippedRow], warn: bool) -> None:

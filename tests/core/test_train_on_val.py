@@ -44,3 +44,17 @@ def test_train_on_val_is_refused_where_it_does_not_apply(small_benchmark):
     with pytest.raises(InputError, match="own train split"):
         load_symmetric_data(CrystalTrainOptions(dataset="perov_5", data_dir=str(small_benchmark),
                                                 train_on_val=True), progress=False)
+
+
+def test_benchmarks_without_a_train_split_hold_out_the_last_val_rows(tmp_path, data_dir, cache, monkeypatch):
+    import crystalflow.crystals.symmetric as symmetric_module
+    from crystalflow.crystals.symmetric import load_symmetric_split
+
+    root = tmp_path / "data" / "perov_5"
+    root.mkdir(parents=True)
+    pd.read_csv(data_dir / "perov_5" / "val.csv.gz", nrows=12).to_csv(root / "val.csv.gz", index=False)
+    monkeypatch.setattr(symmetric_module, "HELD_OUT", 4)
+    ids = [str(x) for x in pd.read_csv(root / "val.csv.gz")["material_id"]]
+    train = load_symmetric_split("perov_5", "train", tmp_path / "data", progress=False)
+    val = load_symmetric_split("perov_5", "val", tmp_path / "data", progress=False)
+    assert set(val.material_ids) == set(ids[-4:]) and set(train.material_ids) == set(ids[:-4])
