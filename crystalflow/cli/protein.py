@@ -75,6 +75,11 @@ def _register_train(psub: argparse._SubParsersAction) -> None:
                         "name); optimizer and schedule start fresh")
     p.add_argument("--aux-pred-pairs", action="store_true",
                    help="the auxiliary distance loss also covers pairs close in the prediction")
+    p.add_argument("--self-condition", action="store_true",
+                   help="self-conditioning: the network also sees its previous prediction's CA "
+                        "distances (added to an --init-from network without it, starting at zero)")
+    p.add_argument("--self-condition-prob", type=probability, default=0.5,
+                   help="fraction of training batches that get a first prediction (with --self-condition)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_train)
 
@@ -96,11 +101,13 @@ def run_train(args: argparse.Namespace) -> int:
     options = ProteinTrainOptions(
         data_dir=args.data_dir,
         model_config=FrameNetConfig(hidden=args.hidden, pair=args.pair, layers=args.layers,
-                                    frame_updates=args.frame_updates),
+                                    frame_updates=args.frame_updates,
+                                    self_condition=args.self_condition),
         flow_config=BackboneFlowConfig(rot_weight=args.rot_weight, aux_weight=args.aux_weight,
                                        aux_t_min=args.aux_t_min, align_prior=not args.no_align_prior,
                                        min_scale=args.min_scale, t_late_fraction=args.t_late_fraction,
-                                       t_late_min=args.t_late_min, aux_pred_pairs=args.aux_pred_pairs),
+                                       t_late_min=args.t_late_min, aux_pred_pairs=args.aux_pred_pairs,
+                                       self_condition_prob=args.self_condition_prob),
         crop=args.crop, stride=args.stride, min_length=args.min_length, val_size=args.val_size,
         seed=args.seed, init=init_checkpoint(args.init_from), init_from=args.init_from)
     cfg = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,

@@ -60,6 +60,7 @@ class FrameNetConfig:
     time_dim: int = 32
     termini: int = 32
     frame_updates: bool = False
+    self_condition: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -176,6 +177,9 @@ class FrameNet(nn.Module):
         self.pair_time = nn.Linear(cfg.time_dim, cfg.pair)
         self.pair_mlp = nn.Sequential(nn.SiLU(), nn.Linear(cfg.pair, cfg.pair))
         self.pair_norm = nn.LayerNorm(cfg.pair)
+        if cfg.self_condition:  # RBF of the previous prediction's CA distances + a "given" flag
+            self.sc_pair = nn.Linear(cfg.rbf + 1, cfg.pair, bias=False)
+            nn.init.zeros_(self.sc_pair.weight)
         self.ipa = nn.ModuleList(InvariantPointAttention(cfg) for _ in range(cfg.layers))
         self.ipa_norm = nn.ModuleList(nn.LayerNorm(cfg.hidden) for _ in range(cfg.layers))
         self.transition = nn.ModuleList(Transition(cfg.hidden) for _ in range(cfg.layers))
@@ -189,9 +193,27 @@ class FrameNet(nn.Module):
                 nn.init.zeros_(lin.bias)
         self.register_buffer("rbf_centres", torch.linspace(0, cfg.rbf_max, cfg.rbf), persistent=False)
 
+    def rbf(self, dist: torch.Tensor) -> torch.Tensor:
+        """``[...] -> [..., rbf]`` Gaussian radial basis of CA distances (nm)."""
+        width = self.config.rbf_max / (self.config.rbf - 1)
+        return torch.exp(-((dist.unsqueeze(-1) - self.rbf_centres.to(dist)) / width) ** 2)
+
+    def self_condition_features(self, sc_trans: torch.Tensor | None, mask: torch.Tensor,
+                                dtype: torch.dtype) -> torch.Tensor:
+        """``[B, L, L, pair]``: the embedded CA distances of ``sc_trans [B, L, 3]`` (nm; zero
+        without it, computed either way so every parameter takes part under DDP)."""
+        b, n = mask.shape
+        if sc_trans is None:
+            feats = torch.zeros(b, n, n, self.config.rbf + 1, dtype=dtype, device=mask.device)
+        else:
+            diff = sc_trans.unsqueeze(-3) - sc_trans.unsqueeze(-2)
+            dist = (diff.pow(2).sum(-1) + 1e-8).sqrt()
+            feats = torch.cat([self.rbf(dist), torch.ones_like(dist).unsqueeze(-1)], dim=-1)
+        return self.sc_pair(feats)
+
     def pair_features(self, rots: torch.Tensor, trans: torch.Tensor, mask: torch.Tensor,
-                      temb: torch.Tensor) -> torch.Tensor:
-        """``[B, L, L, pair]`` invariant pair features."""
+                      temb: torch.Tensor, sc_trans: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, L, L, pair]`` invariant pair features (``sc_trans``: see :meth:`forward`)."""
         cfg = self.config
         b, n = mask.shape
         idx = torch.arange(n, device=mask.device)
@@ -199,19 +221,21 @@ class FrameNet(nn.Module):
         offset = torch.where((idx[None, :] - idx[:, None]).abs() > cfg.max_offset,
                              torch.full_like(offset, 2 * cfg.max_offset + 1), offset)
         dist, direction, relrot = pair_geometry(rots, trans)
-        width = cfg.rbf_max / (cfg.rbf - 1)
-        rbf = torch.exp(-((dist.unsqueeze(-1) - self.rbf_centres.to(dist)) / width) ** 2)
-        geom = torch.cat([rbf, torch.log1p(dist).unsqueeze(-1), direction, relrot], dim=-1)
+        geom = torch.cat([self.rbf(dist), torch.log1p(dist).unsqueeze(-1), direction, relrot], dim=-1)
         z = self.pair_geom(geom) + self.offset_embed(offset) + self.pair_time(temb)[:, None, None, :]
+        if cfg.self_condition:
+            z = z + self.self_condition_features(sc_trans, mask, trans.dtype)
         return self.pair_norm(z + self.pair_mlp(z))
 
     def forward(self, rots: torch.Tensor, trans: torch.Tensor, t: torch.Tensor,
-                mask: torch.Tensor) -> FrameNetOutput:
+                mask: torch.Tensor, sc_trans: torch.Tensor | None = None) -> FrameNetOutput:
         """Predict frame updates.
 
         Args:
             rots: ``[B, L, 3, 3]``; trans: ``[B, L, 3]`` (nm); t: ``[B]`` in [0, 1];
-            mask: ``[B, L]`` bool of real residues (padding is ignored and gets zero updates).
+            mask: ``[B, L]`` bool of real residues (padding is ignored and gets zero updates);
+            sc_trans: ``[B, L, 3]`` a previous prediction of the clean CA positions (nm), used
+                only by a network built with ``self_condition`` (only its distances enter).
         """
         cfg = self.config
         b, n = mask.shape
@@ -220,7 +244,7 @@ class FrameNet(nn.Module):
         from_c = (mask.sum(-1, keepdim=True) - 1 - idx).clamp(0, cfg.termini)  # [B, L]
         s = (self.node_in(temb)[:, None] + self.n_term(idx.clamp(max=cfg.termini))[None]
              + self.c_term(from_c))
-        z = self.pair_features(rots, trans, mask, temb)
+        z = self.pair_features(rots, trans, mask, temb, sc_trans)
         m = mask.unsqueeze(-1).to(trans.dtype)
         if not cfg.frame_updates:
             for ipa, norm, trans_block in zip(self.ipa, self.ipa_norm, self.transition):

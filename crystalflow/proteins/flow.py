@@ -12,6 +12,11 @@ the geodesic path equals the conditional target ``log_{x0}(x1)`` when ``x1_hat =
 loss both predicted and target velocities are multiplied by ``(1 - t) / max(1 - t, min_scale)``
 so the weight ``1 / (1 - t)^2`` stays bounded near t = 1 (FrameFlow's clipping).
 
+Self-conditioning: with a network built with ``self_condition``
+(:class:`~crystalflow.models.framenet.FrameNetConfig`) every sampling step passes the previous
+step's predicted clean CA positions to the network, and training does so on a fraction of the
+batches with a first, gradient-free prediction at the same ``x_t`` (FrameDiff / FrameFlow).
+
 Optional alignment (``align_prior``): the prior translations are rotated onto the data by Kabsch
 (and the prior rotations with them), which leaves the prior's law unchanged for an isotropic data
 distribution (the network is equivariant) and shortens the paths. Optional auxiliary loss
@@ -54,6 +59,10 @@ class BackboneFlowConfig:
         aux_pred_pairs: the pairwise-distance term also covers atom pairs that are within the
             cutoff in the prediction (not only in the data), so predicted clashes between atoms
             that are far apart in the data are penalised too.
+        self_condition_prob: for a network built with ``self_condition``: the fraction of
+            training batches whose network call gets the (gradient-free) prediction of a first
+            call at the same ``x_t`` (FrameFlow's 0.5); sampling always passes the previous
+            step's prediction.
         steps / method / rot_anti_annealing: sampling defaults (the last scales the rotation
             velocity by ``1 + s t``, see :func:`crystalflow.solvers.anneal`).
         clash_guidance / clash_guidance_t_min: sampling: gradient steps of
@@ -71,6 +80,7 @@ class BackboneFlowConfig:
     aux_t_min: float = 0.75
     aux_cutoff: float = 6.0
     aux_pred_pairs: bool = False
+    self_condition_prob: float = 0.5
     t_late_fraction: float = 0.0
     t_late_min: float = 0.8
     steps: int = 100
@@ -112,6 +122,9 @@ class BackboneFlow:
     def __init__(self, model: nn.Module, config: BackboneFlowConfig = BackboneFlowConfig()) -> None:
         self.model = model
         self.config = config
+        #: the network embeds a previous prediction (fixed at construction: ``model`` may be
+        #: wrapped for data-parallel training later)
+        self.self_conditioned = bool(getattr(getattr(model, "config", None), "self_condition", False))
         self.path = ProductPath({k: GeodesicPath(m) for k, m in self.manifolds.items()})
 
     # ----------------------------------------------------------------- prior and data
@@ -134,36 +147,47 @@ class BackboneFlow:
         return {"rots": batch.rots, "trans": batch.trans / self.config.trans_scale}
 
     # ----------------------------------------------------------------- network -> velocity
-    def predict(self, x: dict[str, torch.Tensor], t: torch.Tensor,
-                mask: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Run the network at ``x_t``.
+    def predict(self, x: dict[str, torch.Tensor], t: torch.Tensor, mask: torch.Tensor,
+                sc_trans: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Run the network at ``x_t`` (``sc_trans [B, L, 3]``: a previous prediction of the
+        clean translations, for a self-conditioned network).
 
         Returns:
             ``(updates, x1_hat)``: updates ``rots [B, L, 3]`` (body-frame axis-angle, equal to
             ``log_{x_t}(x1_hat)``) and ``trans [B, L, 3]`` (global, nm, ``x1_hat - x_t``);
             ``x1_hat`` the predicted clean frames.
         """
-        out = self.model(x["rots"], x["trans"], t, mask)
+        if sc_trans is not None and self.self_conditioned:
+            out = self.model(x["rots"], x["trans"], t, mask, sc_trans=sc_trans)
+        else:
+            out = self.model(x["rots"], x["trans"], t, mask)
         d_trans = torch.einsum("blij,blj->bli", x["rots"], out.trans)
         d_trans = centre(d_trans, mask)
         x1_hat = {"rots": x["rots"] @ so3_exp(out.rot), "trans": x["trans"] + d_trans}
         return {"rots": out.rot, "trans": d_trans}, x1_hat
 
     def velocity(self, x: dict[str, torch.Tensor], t: torch.Tensor, mask: torch.Tensor,
-                 clash_guidance: int = 0) -> dict[str, torch.Tensor]:
+                 clash_guidance: int = 0, sc_trans: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``log_{x_t}(x1_hat) / (1 - t)`` per field; ``t`` ``[B]`` below 1.
 
         With ``clash_guidance`` > 0 (and ``t >= clash_guidance_t_min``) the predicted clean CA
         positions are first relaxed by that many steps of
         :func:`~crystalflow.proteins.guidance.relax_clashes`.
         """
-        upd, x1_hat = self.predict(x, t, mask)
+        return self.velocity_and_estimate(x, t, mask, clash_guidance, sc_trans)[0]
+
+    def velocity_and_estimate(self, x: dict[str, torch.Tensor], t: torch.Tensor, mask: torch.Tensor,
+                              clash_guidance: int = 0, sc_trans: torch.Tensor | None = None,
+                              ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """:meth:`velocity` and the network's own clean-frame estimate ``x1_hat`` (before any
+        clash guidance), which the sampler passes back as the next step's ``sc_trans``."""
+        upd, x1_hat = self.predict(x, t, mask, sc_trans)
         if clash_guidance > 0 and float(t.min()) >= self.config.clash_guidance_t_min:
             s = self.config.trans_scale
             fixed = relax_clashes(x1_hat["trans"] * s, mask, clash_guidance) / s
             upd = {"rots": upd["rots"], "trans": centre(fixed - x["trans"], mask)}
         scale = 1.0 / (1.0 - t).clamp_min(1e-4)
-        return {k: u * scale[:, None, None] for k, u in upd.items()}
+        return {k: u * scale[:, None, None] for k, u in upd.items()}, x1_hat
 
     # ----------------------------------------------------------------- training
     def loss(self, batch: BackboneBatch, generator: torch.Generator | None = None) -> LossOutput:
@@ -182,7 +206,7 @@ class BackboneFlow:
                               {k: _flat(v) for k, v in x1.items()}, {"rots": tt, "trans": tt})
         x_t = {k: p.x_t.reshape(x1[k].shape) for k, p in ps.items()}
         dx_t = {k: p.dx_t.reshape(b, n, 3) for k, p in ps.items()}
-        upd, x1_hat = self.predict(x_t, t, mask)
+        upd, x1_hat = self.predict(x_t, t, mask, self.self_condition_input(x_t, t, mask, generator))
         one_minus = 1.0 - t
         w = (1.0 / one_minus.clamp_min(cfg.min_scale))[:, None, None]
         pred = {k: (u * w)[mask] for k, u in upd.items()}
@@ -194,6 +218,19 @@ class BackboneFlow:
             return out
         aux = self.aux_loss(x1_hat, x1, mask, t)
         return LossOutput(total=out.total + cfg.aux_weight * aux, parts={**out.parts, "aux": float(aux.detach())})
+
+    def self_condition_input(self, x_t: dict[str, torch.Tensor], t: torch.Tensor, mask: torch.Tensor,
+                             generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """Training: for a self-conditioned network, with probability ``self_condition_prob``
+        (one draw per batch, from ``generator``) a gradient-free first prediction's clean
+        translations ``[B, L, 3]``; otherwise None. Draws nothing for other networks."""
+        if not self.self_conditioned:
+            return None
+        dev = generator.device if generator is not None else mask.device
+        if float(torch.rand((), generator=generator, device=dev)) >= self.config.self_condition_prob:
+            return None
+        with torch.no_grad():
+            return self.predict(x_t, t, mask)[1]["trans"].detach()
 
     def sample_times(self, n: int, dtype: torch.dtype = torch.float32,
                      generator: torch.Generator | None = None,
@@ -264,8 +301,13 @@ class BackboneFlow:
         slope = cfg.rot_anti_annealing if rot_anti_annealing is None else rot_anti_annealing
         guide = cfg.clash_guidance if clash_guidance is None else clash_guidance
 
+        previous: list[torch.Tensor | None] = [None]  # the last clean CA estimate (self-conditioning)
+
         def velocity(x: dict[str, torch.Tensor], t: torch.Tensor) -> dict[str, torch.Tensor]:
-            return self.velocity(x, t.expand(len(lengths)), mask, guide)
+            v, x1_hat = self.velocity_and_estimate(x, t.expand(len(lengths)), mask, guide, previous[0])
+            if self.self_conditioned:
+                previous[0] = x1_hat["trans"]
+            return v
 
         x1 = integrate(velocity, x0, self.manifolds, steps or cfg.steps, method or cfg.method,
                        anti_annealing={"rots": slope} if slope else None, time_dtype=dtype)

@@ -13,7 +13,7 @@ with the ``protein`` entry of the task table).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -48,7 +48,9 @@ class ProteinTrainOptions:
         crop / stride / min_length: training crops (held-out crops use ``stride = crop``).
         val_size: held-out crops per validation; seed: seed of their noise.
         init: a protein checkpoint to start from (:func:`init_checkpoint`; its network size and
-            EMA weights replace ``model_config`` and fresh weights); init_from: its name.
+            EMA weights replace ``model_config`` and fresh weights, except that
+            ``model_config.self_condition`` adds self-conditioning to a network without it);
+            init_from: its name.
     """
 
     data_dir: str | os.PathLike | None = None
@@ -89,12 +91,18 @@ def build_protein(data: TrainData, options: ProteinTrainOptions) -> Built:
     model_config, init = options.model_config, options.init
     if init is not None:
         model_config = FrameNetConfig(**init.model_config)
+        if options.model_config.self_condition and not model_config.self_condition:
+            model_config = replace(model_config, self_condition=True)  # a new, zero-started input
         if init.task_config.get("trans_scale", options.flow_config.trans_scale) != options.flow_config.trans_scale:
             raise InputError("init_from checkpoint uses another translation unit (trans_scale)",
                              parameters=("init_from",))
     model = FrameNet(model_config)
     if init is not None:
-        model.load_state_dict(init.weights, strict=True)
+        missing, unexpected = model.load_state_dict(init.weights, strict=False)
+        new = {"sc_pair.weight"} if model_config.self_condition else set()
+        if unexpected or not set(missing) <= new:
+            raise InputError(f"init_from checkpoint does not fit the network: missing {missing}, "
+                             f"unexpected {unexpected}", parameters=("init_from",))
     stats = protein_stats(data.train, options)
     return Built(BackboneFlow(model, options.flow_config), MODEL_NAME, stats.to_dict())
 

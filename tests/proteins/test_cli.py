@@ -153,6 +153,25 @@ def test_train_init_from_starts_at_the_checkpoint_weights(real_files, tiny_check
     assert all(torch.equal(run.weights[k], v) for k, v in start.weights.items())
 
 
+def test_train_init_from_can_add_self_conditioning(real_files, tiny_checkpoint, tmp_path, monkeypatch):
+    """--self-condition on an --init-from network without it adds the input at zero: with lr 0 the
+    old weights are kept and the new projection is zero."""
+    _data_root(real_files, tmp_path, monkeypatch)
+    out = tmp_path / "run"
+    rc = main(["protein", "train", "--data-dir", str(tmp_path / "data"), "--out", str(out),
+               "--init-from", str(tiny_checkpoint), "--self-condition", "--crop", "48", "--stride", "48",
+               "--max-steps", "1", "--batch-size", "2", "--lr", "0", "--val-every", "1",
+               "--val-size", "2", "--no-progress"])
+    assert rc == 0
+    start, run = load_checkpoint(tiny_checkpoint), load_checkpoint(out / "last.pt")
+    assert run.model_config == {**start.model_config, "self_condition": True}
+    assert set(run.weights) == set(start.weights) | {"sc_pair.weight"}
+    assert all(torch.equal(run.weights[k], v) for k, v in start.weights.items())
+    assert run.weights["sc_pair.weight"].abs().max() == 0
+    flow, _ = load_protein_flow(out / "last.pt")
+    assert flow.self_conditioned
+
+
 def test_evaluate_novelty_of_a_training_chain_is_one(real_files, tmp_path, monkeypatch, capsys):
     """A chain copied from the training data has novelty TM 1 against the training segments, and
     native chains fall in the Ramachandran allowed region."""
