@@ -43,6 +43,9 @@ def main() -> None:
                     help="one or more slopes to compare (default: the checkpoint's)")
     ap.add_argument("--clash-guidance", type=int, nargs="+", default=[None],
                     help="steric-correction iterations per step to compare (0: off)")
+    ap.add_argument("--self-condition", nargs="+", choices=["on", "off"], default=["on"],
+                    help="with a self-conditioned checkpoint: pass the previous estimate (on) or not "
+                         "(off, an ablation); both to compare")
     ap.add_argument("--novelty-refs", type=int, default=0, help="training segments for novelty")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
@@ -75,25 +78,28 @@ def main() -> None:
     for length in args.lengths:
         cols: dict[str, dict] = {}
         timing = {}
-        grid = list(itertools.product(args.steps, args.rot_anti_annealing, args.clash_guidance))
-        for steps, slope, guide in grid:
+        grid = list(itertools.product(args.steps, args.rot_anti_annealing, args.clash_guidance,
+                                      args.self_condition))
+        for steps, slope, guide, sc in grid:
             t0 = time.time()
             chains = generate_backbones(flow, [length] * args.num, steps=steps, method=args.method,
                                         rot_anti_annealing=slope, batch_size=args.batch_size,
-                                        seed=args.seed, clash_guidance=guide)
+                                        seed=args.seed, clash_guidance=guide, self_condition=sc == "on")
             secs = time.time() - t0
             cfg = flow.config
             s = cfg.rot_anti_annealing if slope is None else slope
             n = cfg.steps if steps is None else steps
             gd = cfg.clash_guidance if guide is None else guide
             name = f"generated (n={n}, s={s:g}, g={gd})" if len(grid) > 1 else "generated"
+            if len(args.self_condition) > 1:
+                name = name.replace(")", f", sc {sc})") if ")" in name else f"generated (sc {sc})"
             timing[name] = round(secs / args.num, 2)
             cols[name] = backbone_metrics(chains, novelty_refs=novelty).to_dict()
             per_chain = [ca_ca_in_range(c[:, 1]) for c in chains]
             cols[name]["ca_ca_in_range_worst_chain"] = min(per_chain)
             if args.pdb_dir:
                 for i, atoms in enumerate(chains):
-                    write_pdb(Path(args.pdb_dir) / f"gen_n{n}_s{s:g}_g{gd}_{length}_{i}.pdb", atoms)
+                    write_pdb(Path(args.pdb_dir) / f"gen_n{n}_s{s:g}_g{gd}_sc{sc}_{length}_{i}.pdb", atoms)
         for name, segs in refs.items():
             crops = length_matched_crops(segs, length, args.ref_num, seed=args.seed)
             # novelty of training windows against training segments is not informative (their own

@@ -280,11 +280,13 @@ class BackboneFlow:
     @torch.no_grad()
     def sample(self, lengths: list[int], *, steps: int | None = None, method: str | None = None,
                rot_anti_annealing: float | None = None, generator: torch.Generator | None = None,
-               dtype: torch.dtype = torch.float32, clash_guidance: int | None = None) -> Frames:
+               dtype: torch.dtype = torch.float32, clash_guidance: int | None = None,
+               self_condition: bool = True) -> Frames:
         """Integrate the learned flow from the prior for chains of the given lengths.
 
         ``steps``, ``method``, ``rot_anti_annealing`` and ``clash_guidance`` default to the
-        config's.
+        config's. ``self_condition=False`` never passes the previous estimate to a
+        self-conditioned network (an ablation; no effect on other networks).
 
         Returns:
             :class:`Frames` with translations in nm (multiply by ``trans_scale`` for Angstrom).
@@ -305,7 +307,7 @@ class BackboneFlow:
 
         def velocity(x: dict[str, torch.Tensor], t: torch.Tensor) -> dict[str, torch.Tensor]:
             v, x1_hat = self.velocity_and_estimate(x, t.expand(len(lengths)), mask, guide, previous[0])
-            if self.self_conditioned:
+            if self.self_conditioned and self_condition:
                 previous[0] = x1_hat["trans"]
             return v
 

@@ -100,3 +100,10 @@ def test_the_sampler_passes_each_estimate_to_the_next_step():
     flow_off = _flow(sc_std=0.0)
     c = flow_off.sample([16, 20], generator=torch.Generator().manual_seed(7))
     assert not torch.allclose(a.trans, c.trans, atol=1e-5)
+    # switched off at sampling (the ablation), the network never sees an estimate: same as
+    # the network whose self-conditioning weights are zero
+    seen.clear()
+    flow.model.forward = spy
+    d = flow.sample([16, 20], generator=torch.Generator().manual_seed(7), self_condition=False)
+    assert seen == [None] * 4
+    assert torch.allclose(d.trans, c.trans, atol=1e-6)
