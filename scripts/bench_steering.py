@@ -5,8 +5,12 @@ CHGNet relaxation against the bundled CHGNet hull of MP-20.
         --settings plain best-of-n:8 smc:4:0.5 --train ../shared/data/mp_20/train.csv.gz \\
         --out runs/steering/mp20
 
-A setting is ``plain``, ``best-of-n:K`` or ``smc:K:t1[,t2...]`` (K particles, resampling times).
-Every setting samples ``--num`` structures with the same seed; each is relaxed as its primitive
+A setting is ``plain``, ``plain:two-stage``, ``best-of-n:K`` or ``smc:K:t1[,t2...]`` (K particles,
+resampling times). ``plain`` keeps the DNG flow's own positions and lattice, the geometry the steered
+settings use (``crystalflow generate --steer`` / ``--geometry dng``): the fair baseline for steering.
+``plain:two-stage`` is what ``crystalflow generate`` does without ``--steer`` (``--geometry auto``:
+the checkpoint's SG-CSP flow, ``sgcsp_mp_20.pt``, re-generates positions and lattice for the DNG
+flow's types). Every setting samples ``--num`` structures with the same seed; each is relaxed as its primitive
 cell (pymatgen ``get_primitive_structure(tolerance=0.25)``, as ``bench_dng.py`` evaluates them).
 Writes ``OUT/<setting>.csv`` (per structure) and appends one JSON line per setting to
 ``OUT/results.jsonl``; prints a Markdown table row per setting.
@@ -20,10 +24,16 @@ import time
 from pathlib import Path
 
 
+#: geometry of each plain setting (``load_geometry`` choice); steered settings always use the DNG one
+PLAIN_GEOMETRY = {"plain": "dng", "plain:two-stage": "auto"}
+
+
 def parse_setting(text: str) -> tuple[str | None, int | None, tuple[float, ...] | None]:
-    """``plain`` / ``best-of-n:K`` / ``smc:K:t1,t2`` -> (method, particles, times)."""
+    """``plain`` / ``plain:two-stage`` / ``best-of-n:K`` / ``smc:K:t1,t2`` -> (method, particles, times)."""
     parts = text.split(":")
     if parts[0] == "plain":
+        if text not in PLAIN_GEOMETRY:
+            raise ValueError(f"unknown plain setting {text!r}; one of {', '.join(PLAIN_GEOMETRY)}")
         return None, None, None
     times = tuple(float(x) for x in parts[2].split(",")) if len(parts) > 2 else None
     return parts[0], int(parts[1]), times
@@ -47,6 +57,7 @@ def main() -> None:
     import torch
 
     from crystalflow.crystal_tasks.generation import _load, generate_crystals, parse_elements
+    from crystalflow.crystal_tasks.geometry import load_geometry
     from crystalflow.metrics.hull import load_reference_hull
     from crystalflow.metrics.io import load_reference_csv
     from crystalflow.metrics.stability import evaluate_stability, write_stability_csv
@@ -62,10 +73,12 @@ def main() -> None:
         method, k, times = parse_setting(setting)
         temp = args.temperature if method == "smc" else None
         sampler = make_sampler(flow, method, k, times, temp, progress=False)
+        # as `crystalflow generate`: --geometry auto, which is the DNG geometry under --steer
+        geometry = load_geometry(flow, PLAIN_GEOMETRY.get(setting, "auto"), "cpu", steering=sampler is not None)
         t0 = time.perf_counter()
         res = generate_crystals(flow, dist, args.num, space_group=args.space_group, elements=elements,
                                 steps=args.steps, seed=args.seed, progress=True, sampler=sampler,
-                                batch_size=max(1, 128 // (k or 1)))
+                                batch_size=max(1, 128 // (k or 1)), geometry=geometry)
         t_sample = time.perf_counter() - t0
         structures = [c.to_structure().get_primitive_structure(tolerance=0.25) for c in res.crystals]
         rows = [ch.to_row() for ch in res.checks]
@@ -82,7 +95,12 @@ def main() -> None:
             "setting": setting, "num": n, "seed": args.seed, "steps": steps,
             "space_group": args.space_group, "elements": args.elements,
             "reward_calls_per_structure": 0 if sampler is None else sampler.config.reward_calls,
-            "network_calls_per_structure": steps if sampler is None else sampler.config.network_calls(steps),
+            "network_calls_per_structure": (steps if sampler is None else sampler.config.network_calls(steps))
+                                           + (0 if geometry is None else geometry.config.steps),
+            "geometry": "dng" if geometry is None else "two-stage",
+            "reward_calls_made_per_structure": None if sampler is None else sampler.reward_calls / n,
+            "resampled": res.resampled, "failed_checks": len(res.failed),
+            "converged": sum(bool(r.converged) for r in result.records),
             "mean_kept_reward": (sum(sampler.chosen_rewards) / len(sampler.chosen_rewards)) if sampler else None,
             "structure_valid": sum(bool(r["structure_valid"]) for r in rows) / n,
             "composition_valid": sum(bool(r["composition_valid"]) for r in rows) / n,
