@@ -28,8 +28,10 @@ from crystalflow.metrics._parallel import parallel_map
 
 __all__ = [
     "CHGNET_MODEL",
+    "MIN_VOLUME_PER_ATOM",
     "Relaxation",
     "chgnet_version",
+    "collapsed_cell",
     "load_chgnet",
     "relax",
     "relax_many",
@@ -38,6 +40,26 @@ __all__ = [
 
 #: the CHGNet weights used throughout (the default of chgnet 0.3 / 0.4)
 CHGNET_MODEL = "0.3.0"
+
+#: A^3 per atom: a cell below this is neither relaxed nor evaluated (:func:`collapsed_cell`). No
+#: crystal comes near it (diamond: 5.7 A^3/atom); CHGNet's graph of a near-flat cell grows with
+#: the density of periodic images: a 3-atom cell of 1e-3 A^3 ran out of 24 GB building it.
+MIN_VOLUME_PER_ATOM = 1.0
+
+
+def collapsed_cell(structure: Structure | None = None, *, volume: float | None = None,
+                   num_atoms: int | None = None) -> str | None:
+    """Why CHGNet is not asked about this cell (volume per atom below :data:`MIN_VOLUME_PER_ATOM`,
+    or not finite), else ``None``. Give a ``structure`` or its ``volume`` (A^3) and ``num_atoms``."""
+    if structure is not None:
+        volume, num_atoms = abs(float(structure.lattice.volume)), len(structure)
+    if not num_atoms:
+        return None
+    per_atom = float(volume) / num_atoms
+    if per_atom >= MIN_VOLUME_PER_ATOM:
+        return None
+    return (f"skipped: collapsed cell, {per_atom:.3g} A^3/atom < {MIN_VOLUME_PER_ATOM:g} A^3/atom "
+            "(CHGNet's neighbour graph would not fit in memory)")
 
 
 def chgnet_version() -> str:
@@ -90,17 +112,19 @@ def static_energies(
     """CHGNet energy per atom (eV/atom) of each structure as given (no relaxation).
 
     A batch that fails is retried structure by structure; a structure CHGNet cannot handle
-    (e.g. an isolated atom) gets ``None``.
+    (e.g. an isolated atom, or a :func:`collapsed_cell`, never given to CHGNet) gets ``None``.
     """
     import torch
     from tqdm.auto import tqdm
 
     model = load_chgnet(model_name)
+    keep = [i for i, s in enumerate(structures) if collapsed_cell(s) is None]
+    todo = [structures[i] for i in keep]
     out: list[float | None] = []
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for start in tqdm(range(0, len(structures), batch_size), disable=not progress, desc="chgnet", leave=False):
-            chunk = list(structures[start : start + batch_size])
+        for start in tqdm(range(0, len(todo), batch_size), disable=not progress, desc="chgnet", leave=False):
+            chunk = list(todo[start : start + batch_size])
             try:
                 preds = model.predict_structure(chunk, task="e", batch_size=batch_size)
                 if isinstance(preds, dict):
@@ -108,7 +132,10 @@ def static_energies(
                 out.extend(float(p["e"]) for p in preds)
             except Exception:
                 out.extend(_energies_one_by_one(model, chunk))
-    return [e if e is not None and math.isfinite(e) else None for e in out]
+    energies: list[float | None] = [None] * len(structures)
+    for i, e in zip(keep, out):
+        energies[i] = e if e is not None and math.isfinite(e) else None
+    return energies
 
 
 @dataclass(frozen=True)
@@ -150,12 +177,16 @@ def relax(
         model_name: CHGNet weights.
 
     Returns:
-        The relaxation result; failures are reported in ``error``, never raised.
+        The relaxation result; failures are reported in ``error``, never raised (a
+        :func:`collapsed_cell` is refused before CHGNet sees it).
     """
     import numpy as np
     from chgnet.model import StructOptimizer
 
     nan = float("nan")
+    problem = collapsed_cell(structure)
+    if problem is not None:
+        return Relaxation(structure, nan, nan, 0, False, problem)
     model = load_chgnet(model_name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -32,6 +32,9 @@ On one CPU thread CHGNet is compute-bound: per structure this is ~1.7x faster th
 batching itself adds ~10% there, more on an accelerator.
 The :class:`~crystalflow.metrics.energy.Relaxation` records match :func:`~.energy.relax`:
 ``converged`` is the largest atomic force ``<= fmax`` at the end, ``steps`` the FIRE steps taken.
+A cell whose volume per atom is (or becomes) below ``MIN_VOLUME_PER_ATOM``
+(:func:`~crystalflow.metrics.energy.collapsed_cell`) leaves with an error record before its
+CHGNet graph is built: the graph of a near-flat cell grows without bound.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from typing import Any, Sequence
 import torch
 from pymatgen.core import Lattice, Structure
 
-from crystalflow.metrics.energy import CHGNET_MODEL, Relaxation, load_chgnet
+from crystalflow.metrics.energy import CHGNET_MODEL, Relaxation, collapsed_cell, load_chgnet
 
 __all__ = ["RELAX_BATCH_SIZE", "relax_batch", "relax_batch_chunk"]
 
@@ -281,8 +284,13 @@ def _advance(state: _FireBatch, model: Any, results: list[Relaxation | None], *,
     FIRE step on the rest (ASE's ``irun`` loop body, batched)."""
     f, pos, cells = state.geometry()
     sizes = state.n.tolist()
+    volumes = torch.linalg.det(cells).abs().tolist()
     structs: list[Structure | Exception] = []
     for b, chunk in enumerate(torch.split(pos, sizes)):
+        problem = collapsed_cell(volume=volumes[b], num_atoms=sizes[b])
+        if problem is not None:  # before its graph: that of a near-flat cell fills any memory
+            structs.append(ValueError(problem))
+            continue
         try:
             structs.append(Structure(Lattice(cells[b].numpy()), state.species[b], chunk.numpy(),
                                      coords_are_cartesian=True))

@@ -122,3 +122,49 @@ def test_relax_many_switch(cases, one_by_one, batched):
     assert old[0].energy_per_atom == one_by_one[0].energy_per_atom
     with pytest.raises(ValueError, match="batch_size"):
         relax_batch(cases, batch_size=0)
+
+
+def collapsed_cells() -> list[Structure]:
+    """3-atom cells CHGNet's graph builder cannot cope with: one lattice vector of 0.01 A
+    (0.16 A^3) and three nearly coplanar vectors (1e-3 A^3). Before the guard, relax_batch ran
+    out of 24 GB on the first and had not finished the second after 150 s."""
+    coords = [[0, 0, 0], [0.5, 0.5, 0.0], [0.25, 0.75, 0.5]]
+    thin = Structure(Lattice([[4.0, 0, 0], [0, 4.0, 0], [0, 0, 0.01]]), ["Na", "Cl", "Cl"], coords)
+    flat = Structure(Lattice([[4.0, 0, 0], [0, 4.0, 0], [2.0, 2.0, 1e-3 / 16]]), ["Na", "Cl", "Cl"], coords)
+    return [thin, flat]
+
+
+@pytest.fixture
+def graph_spy(monkeypatch):
+    """Volumes per atom of the cells CHGNet builds graphs of; a collapsed one raises instead of
+    filling the memory (so the old code fails these tests quickly instead of hanging)."""
+    from crystalflow.metrics.energy import MIN_VOLUME_PER_ATOM, load_chgnet
+
+    converter = type(load_chgnet().graph_converter)  # every loaded model's converter
+    real = converter.forward
+    seen: list[float] = []
+
+    def forward(self, structure, *args, **kwargs):
+        seen.append(structure.volume / len(structure))
+        if seen[-1] < MIN_VOLUME_PER_ATOM:
+            raise AssertionError("refused by the test spy")
+        return real(self, structure, *args, **kwargs)
+
+    monkeypatch.setattr(converter, "forward", forward)
+    return seen
+
+
+def test_collapsed_cells_are_skipped_not_relaxed(cases, graph_spy):
+    from crystalflow.metrics.energy import MIN_VOLUME_PER_ATOM, collapsed_cell, static_energies
+
+    thin, flat = collapsed_cells()
+    assert collapsed_cell(thin) and collapsed_cell(flat) and collapsed_cell(cases[0]) is None
+    nacl = cases[0]
+    batched = relax_batch([thin, nacl, flat], steps=5, fmax=FMAX, batch_size=2, progress=False)
+    alone = [relax(s, steps=5) for s in (thin, flat)]
+    energies = static_energies([thin, nacl, flat], progress=False)
+    for r in (batched[0], batched[2], *alone):
+        assert "collapsed cell" in r.error and math.isnan(r.energy_per_atom) and not r.converged and r.steps == 0
+    assert batched[1].error is None and 0 < batched[1].steps <= 5  # the company is relaxed as usual
+    assert energies[0] is None and energies[2] is None and energies[1] is not None
+    assert graph_spy and min(graph_spy) >= MIN_VOLUME_PER_ATOM  # CHGNet never saw the collapsed cells
