@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 from pymatgen.core import Structure
 
 from crystalflow.errors import InputError
 from crystalflow.metrics.symmetry import ANGLE_TOLERANCE, SYMPREC
 from crystalflow.metrics.validity import (
     DISTANCE_CUTOFF,
+    MIN_VOLUME,
     min_interatomic_distance,
     smact_validity,
     structure_validity,
@@ -43,7 +45,9 @@ class StructureCheck:
     Attributes:
         space_group: spglib number at ``symprec`` (``None`` if spglib failed).
         requested_space_group: the group asked for (``None``: no request).
-        min_distance: smallest interatomic distance (A), periodic images included.
+        min_distance: smallest interatomic distance (A), periodic images included; 0 for a
+            degenerate cell (non-finite lattice or volume below CDVAE's 0.1 A^3: a flat cell packs
+            its periodic images arbitrarily close).
         structure_valid: CDVAE structural validity (distances >= 0.5 A, volume >= 0.1 A^3).
         composition_valid: CDVAE's SMACT validity of the composition.
     """
@@ -85,10 +89,19 @@ def check_structure(structure: Structure, requested_space_group: int | None = No
     return StructureCheck(
         space_group=spglib_space_group(structure, symprec),
         requested_space_group=None if requested_space_group is None else int(requested_space_group),
-        min_distance=float(min_interatomic_distance(structure)),
+        min_distance=_min_distance(structure),
         structure_valid=bool(structure_validity(structure)),
         composition_valid=_smact_ok(structure),
     )
+
+
+def _min_distance(structure: Structure) -> float:
+    """:func:`min_interatomic_distance`, 0 for a degenerate cell (pymatgen's minimum-image search
+    raises LinAlgError on a zero-volume lattice, which the DNG flow can produce)."""
+    lattice = structure.lattice
+    if not (np.all(np.isfinite(lattice.matrix)) and abs(float(lattice.volume)) >= MIN_VOLUME):
+        return 0.0
+    return float(min_interatomic_distance(structure))
 
 
 def _smact_ok(structure: Structure) -> bool:

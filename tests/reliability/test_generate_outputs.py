@@ -87,6 +87,19 @@ def test_failing_crystals_are_resampled_in_bounded_rounds(tiny_checkpoint):
         assert check == check_structure(c.to_structure(), 225)
 
 
+def test_a_flat_cell_fails_the_check_instead_of_raising():
+    """A zero-volume cell the bundled DNG flow produced for Li,Fe,P,O (seed 0, 64 samples, DNG
+    geometry): pymatgen's distance matrix raised LinAlgError and stopped the whole generation."""
+    from pymatgen.core import Lattice, Structure
+
+    from crystalflow.checks import check_structure
+
+    flat = Lattice([[4.2227, 0.0, -2.0820], [-4.7453, 0.0, -4.9351], [0.0, 0.0, 7.0590]])
+    check = check_structure(Structure(flat, ["Li", "Fe", "O"], [[0, 0.5, 0], [0.5, 0, 0], [0.5, 0, 0.5]]))
+    assert not check.ok and not check.structure_valid and check.min_distance == 0.0
+    assert "apart" in check.problem  # re-sampled by generate_crystals like any collapsed structure
+
+
 def test_element_fallback_keeps_the_requested_group():
     """All three orbits of Fm-3m a,b,c sampled as Na: putting Cl on c would merge a+b into a
     Pm-3m cell of half the edge; the fallback picks an orbit that keeps Fm-3m."""
