@@ -91,8 +91,8 @@ def main() -> None:
             n = cfg.steps if steps is None else steps
             gd = cfg.clash_guidance if guide is None else guide
             name = f"generated (n={n}, s={s:g}, g={gd})" if len(grid) > 1 else "generated"
-            if len(args.self_condition) > 1:
-                name = name.replace(")", f", sc {sc})") if ")" in name else f"generated (sc {sc})"
+            if len(args.self_condition) > 1:  # then len(grid) > 1: name ends with ")"
+                name = f"{name[:-1]}, sc {sc})"
             timing[name] = round(secs / args.num, 2)
             cols[name] = backbone_metrics(chains, novelty_refs=novelty).to_dict()
             per_chain = [ca_ca_in_range(c[:, 1]) for c in chains]

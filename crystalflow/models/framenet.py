@@ -83,6 +83,13 @@ def sinusoidal(x: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.
     return torch.cat([ang.sin(), ang.cos()], dim=-1)
 
 
+def pair_offsets(trans: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``diff [B, L, L, 3]`` (``x_j - x_i``) and ``dist [B, L, L]`` (smoothed at 0) of CA
+    positions ``trans [B, L, 3]``."""
+    diff = trans.unsqueeze(-3) - trans.unsqueeze(-2)  # [B, i, j, 3] = x_j - x_i
+    return diff, (diff.pow(2).sum(-1) + 1e-8).sqrt()
+
+
 def pair_geometry(rots: torch.Tensor, trans: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Invariant pair geometry.
 
@@ -90,8 +97,7 @@ def pair_geometry(rots: torch.Tensor, trans: torch.Tensor) -> tuple[torch.Tensor
         ``dist [B, L, L]`` CA distances, ``direction [B, L, L, 3]`` unit vector to j in frame i,
         ``relrot [B, L, L, 9]`` entries of ``R_i^T R_j``.
     """
-    diff = trans.unsqueeze(-3) - trans.unsqueeze(-2)  # [B, i, j, 3] = x_j - x_i
-    dist = (diff.pow(2).sum(-1) + 1e-8).sqrt()
+    diff, dist = pair_offsets(trans)
     local = torch.einsum("bimk,bijm->bijk", rots, diff)  # R_i^T (x_j - x_i)
     direction = local / (dist.unsqueeze(-1) + 1e-2)
     relrot = torch.einsum("bimk,bjml->bijkl", rots, rots).flatten(-2)
@@ -206,8 +212,7 @@ class FrameNet(nn.Module):
         if sc_trans is None:
             feats = torch.zeros(b, n, n, self.config.rbf + 1, dtype=dtype, device=mask.device)
         else:
-            diff = sc_trans.unsqueeze(-3) - sc_trans.unsqueeze(-2)
-            dist = (diff.pow(2).sum(-1) + 1e-8).sqrt()
+            dist = pair_offsets(sc_trans)[1]
             feats = torch.cat([self.rbf(dist), torch.ones_like(dist).unsqueeze(-1)], dim=-1)
         return self.sc_pair(feats)
 

@@ -303,12 +303,13 @@ class BackboneFlow:
         slope = cfg.rot_anti_annealing if rot_anti_annealing is None else rot_anti_annealing
         guide = cfg.clash_guidance if clash_guidance is None else clash_guidance
 
-        previous: list[torch.Tensor | None] = [None]  # the last clean CA estimate (self-conditioning)
+        previous: torch.Tensor | None = None  # the last clean CA estimate (self-conditioning)
 
         def velocity(x: dict[str, torch.Tensor], t: torch.Tensor) -> dict[str, torch.Tensor]:
-            v, x1_hat = self.velocity_and_estimate(x, t.expand(len(lengths)), mask, guide, previous[0])
+            nonlocal previous
+            v, x1_hat = self.velocity_and_estimate(x, t.expand(len(lengths)), mask, guide, previous)
             if self.self_conditioned and self_condition:
-                previous[0] = x1_hat["trans"]
+                previous = x1_hat["trans"]
             return v
 
         x1 = integrate(velocity, x0, self.manifolds, steps or cfg.steps, method or cfg.method,

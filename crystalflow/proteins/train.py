@@ -89,9 +89,11 @@ def build_protein(data: TrainData, options: ProteinTrainOptions) -> Built:
         InputError: ``init`` uses another translation unit.
     """
     model_config, init = options.model_config, options.init
+    added_sc = False  # self-conditioning added to an init network without it
     if init is not None:
         model_config = FrameNetConfig(**init.model_config)
-        if options.model_config.self_condition and not model_config.self_condition:
+        added_sc = options.model_config.self_condition and not model_config.self_condition
+        if added_sc:
             model_config = replace(model_config, self_condition=True)  # a new, zero-started input
         if init.task_config.get("trans_scale", options.flow_config.trans_scale) != options.flow_config.trans_scale:
             raise InputError("init_from checkpoint uses another translation unit (trans_scale)",
@@ -99,8 +101,8 @@ def build_protein(data: TrainData, options: ProteinTrainOptions) -> Built:
     model = FrameNet(model_config)
     if init is not None:
         missing, unexpected = model.load_state_dict(init.weights, strict=False)
-        new = {"sc_pair.weight"} if model_config.self_condition else set()
-        if unexpected or not set(missing) <= new:
+        new = {f"sc_pair.{k}" for k in model.sc_pair.state_dict()} if added_sc else set()
+        if unexpected or set(missing) != new:
             raise InputError(f"init_from checkpoint does not fit the network: missing {missing}, "
                              f"unexpected {unexpected}", parameters=("init_from",))
     stats = protein_stats(data.train, options)
