@@ -50,6 +50,7 @@ class StructureCheck:
             its periodic images arbitrarily close).
         structure_valid: CDVAE structural validity (distances >= 0.5 A, volume >= 0.1 A^3).
         composition_valid: CDVAE's SMACT validity of the composition.
+        volume: cell volume (A^3; NaN for a non-finite lattice).
     """
 
     space_group: int | None
@@ -57,6 +58,12 @@ class StructureCheck:
     min_distance: float
     structure_valid: bool
     composition_valid: bool
+    volume: float = float("nan")
+
+    @property
+    def degenerate_cell(self) -> bool:
+        """The cell is not finite or flatter than CDVAE's minimum volume."""
+        return not (np.isfinite(self.volume) and abs(self.volume) >= MIN_VOLUME)
 
     @property
     def keeps_space_group(self) -> bool:
@@ -72,6 +79,8 @@ class StructureCheck:
     @property
     def problem(self) -> str:
         """One short phrase saying what failed ('' when :attr:`ok`)."""
+        if not self.structure_valid and self.degenerate_cell:
+            return f"degenerate cell, volume {self.volume:.3g} A^3 (< {MIN_VOLUME} A^3)"
         if not self.structure_valid:
             return f"atoms {self.min_distance:.3f} A apart (< {DISTANCE_CUTOFF} A)"
         if not self.keeps_space_group:
@@ -92,14 +101,21 @@ def check_structure(structure: Structure, requested_space_group: int | None = No
         min_distance=_min_distance(structure),
         structure_valid=bool(structure_validity(structure)),
         composition_valid=_smact_ok(structure),
+        volume=_volume(structure),
     )
+
+
+def _volume(structure: Structure) -> float:
+    """Cell volume (A^3), NaN for a non-finite lattice."""
+    matrix = structure.lattice.matrix
+    return float(abs(np.linalg.det(matrix))) if np.all(np.isfinite(matrix)) else float("nan")
 
 
 def _min_distance(structure: Structure) -> float:
     """:func:`min_interatomic_distance`, 0 for a degenerate cell (pymatgen's minimum-image search
     raises LinAlgError on a zero-volume lattice, which the DNG flow can produce)."""
-    lattice = structure.lattice
-    if not (np.all(np.isfinite(lattice.matrix)) and abs(float(lattice.volume)) >= MIN_VOLUME):
+    volume = _volume(structure)
+    if not (np.isfinite(volume) and volume >= MIN_VOLUME):
         return 0.0
     return float(min_interatomic_distance(structure))
 
