@@ -18,6 +18,7 @@ import argparse
 import itertools
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -43,6 +44,10 @@ def main() -> None:
                     help="one or more slopes to compare (default: the checkpoint's)")
     ap.add_argument("--clash-guidance", type=int, nargs="+", default=[None],
                     help="steric-correction iterations per step to compare (0: off)")
+    ap.add_argument("--clash-radius", type=float, nargs="+", default=[None],
+                    help="guidance repulsion radii to compare (Angstrom; default: the checkpoint's)")
+    ap.add_argument("--clash-bond-weight", type=float, nargs="+", default=[None],
+                    help="guidance bond-term weights to compare (default: the checkpoint's)")
     ap.add_argument("--self-condition", nargs="+", choices=["on", "off"], default=["on"],
                     help="with a self-conditioned checkpoint: pass the previous estimate (on) or not "
                          "(off, an ablation); both to compare")
@@ -56,6 +61,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     flow, ckpt = load_protein_flow(args.checkpoint)
+    base_config = flow.config
     result: dict = {"checkpoint": str(resolve_protein_checkpoint(args.checkpoint)),
                     "task_config": ckpt.task_config, "model_config": ckpt.model_config,
                     "stats": ckpt.stats, "extra": ckpt.extra,
@@ -79,18 +85,26 @@ def main() -> None:
         cols: dict[str, dict] = {}
         timing = {}
         grid = list(itertools.product(args.steps, args.rot_anti_annealing, args.clash_guidance,
-                                      args.self_condition))
-        for steps, slope, guide, sc in grid:
+                                      args.self_condition, args.clash_radius, args.clash_bond_weight))
+        for steps, slope, guide, sc, radius, bond_weight in grid:
+            flow.config = (base_config if bond_weight is None
+                           else replace(base_config, clash_guidance_bond_weight=bond_weight))
             t0 = time.time()
             chains = generate_backbones(flow, [length] * args.num, steps=steps, method=args.method,
                                         rot_anti_annealing=slope, batch_size=args.batch_size,
-                                        seed=args.seed, clash_guidance=guide, self_condition=sc == "on")
+                                        seed=args.seed, clash_guidance=guide, self_condition=sc == "on",
+                                        clash_radius=radius)
             secs = time.time() - t0
             cfg = flow.config
             s = cfg.rot_anti_annealing if slope is None else slope
             n = cfg.steps if steps is None else steps
             gd = cfg.clash_guidance if guide is None else guide
+            r = cfg.clash_guidance_radius if radius is None else radius
             name = f"generated (n={n}, s={s:g}, g={gd})" if len(grid) > 1 else "generated"
+            if len(args.clash_radius) > 1:  # then len(grid) > 1: name ends with ")"
+                name = f"{name[:-1]}, r={r:g})"
+            if len(args.clash_bond_weight) > 1:
+                name = f"{name[:-1]}, bond {cfg.clash_guidance_bond_weight:g})"
             if len(args.self_condition) > 1:  # then len(grid) > 1: name ends with ")"
                 name = f"{name[:-1]}, sc {sc})"
             timing[name] = round(secs / args.num, 2)
@@ -99,7 +113,7 @@ def main() -> None:
             cols[name]["ca_ca_in_range_worst_chain"] = min(per_chain)
             if args.pdb_dir:
                 for i, atoms in enumerate(chains):
-                    write_pdb(Path(args.pdb_dir) / f"gen_n{n}_s{s:g}_g{gd}_sc{sc}_{length}_{i}.pdb", atoms)
+                    write_pdb(Path(args.pdb_dir) / f"gen_n{n}_s{s:g}_g{gd}_r{r:g}_sc{sc}_{length}_{i}.pdb", atoms)
         for name, segs in refs.items():
             crops = length_matched_crops(segs, length, args.ref_num, seed=args.seed)
             # novelty of training windows against training segments is not informative (their own

@@ -145,6 +145,9 @@ def _register_generate(psub: argparse._SubParsersAction) -> None:
     p.add_argument("--clash-guidance", type=nonnegative_int, default=None,
                    help="steric-correction steps per ODE step on the predicted CA positions "
                         "(crystalflow.proteins.guidance; 0: off); default: checkpoint's")
+    p.add_argument("--clash-radius", type=positive_float, default=None,
+                   help="repulsion radius of that correction between non-adjacent CA atoms "
+                        "(Angstrom); default: checkpoint's")
     p.add_argument("--batch-size", type=positive_int, default=8, help="chains integrated together")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
@@ -170,7 +173,7 @@ def run_generate(args: argparse.Namespace) -> int:
         chains = generate_backbones(flow, [length] * (args.num * count), steps=args.steps,
                                     method=args.method, rot_anti_annealing=args.rot_anti_annealing,
                                     batch_size=args.batch_size, seed=args.seed,
-                                    clash_guidance=args.clash_guidance)
+                                    clash_guidance=args.clash_guidance, clash_radius=args.clash_radius)
         for i, atoms in enumerate(chains):
             path = out / f"sample_{length}_{i}.pdb"
             write_pdb(path, atoms)

@@ -38,7 +38,7 @@ from crystalflow.manifolds.so3 import SO3, so3_exp
 from crystalflow.paths import GeodesicPath, ProductPath
 from crystalflow.proteins.dataset import BackboneBatch
 from crystalflow.proteins.frames import atoms_from_frames, centre, kabsch_rotation
-from crystalflow.proteins.guidance import relax_clashes
+from crystalflow.proteins.guidance import CLASH_RADIUS, relax_clashes
 from crystalflow.solvers import integrate
 
 
@@ -65,9 +65,12 @@ class BackboneFlowConfig:
             step's prediction.
         steps / method / rot_anti_annealing: sampling defaults (the last scales the rotation
             velocity by ``1 + s t``, see :func:`crystalflow.solvers.anneal`).
-        clash_guidance / clash_guidance_t_min: sampling: gradient steps of
+        clash_guidance / clash_guidance_t_min / clash_guidance_radius: sampling: gradient steps of
             :func:`~crystalflow.proteins.guidance.relax_clashes` on the predicted clean CA
-            positions at every step with ``t >= clash_guidance_t_min`` (0: off).
+            positions at every step with ``t >= clash_guidance_t_min`` (0: off), repelling
+            non-adjacent CA pairs closer than ``clash_guidance_radius`` (Angstrom; the default
+            is the potential's original 4 A, the bundled checkpoint stores its own).
+        clash_guidance_bond_weight: weight of that potential's consecutive CA-CA term.
         min_length / max_length: supported chain lengths for sampling.
     """
 
@@ -88,6 +91,8 @@ class BackboneFlowConfig:
     rot_anti_annealing: float = 0.0
     clash_guidance: int = 0
     clash_guidance_t_min: float = 0.5
+    clash_guidance_radius: float = CLASH_RADIUS
+    clash_guidance_bond_weight: float = 1.0
     min_length: int = 16
     max_length: int = 256
 
@@ -178,13 +183,18 @@ class BackboneFlow:
 
     def velocity_and_estimate(self, x: dict[str, torch.Tensor], t: torch.Tensor, mask: torch.Tensor,
                               clash_guidance: int = 0, sc_trans: torch.Tensor | None = None,
+                              clash_radius: float | None = None,
                               ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """:meth:`velocity` and the network's own clean-frame estimate ``x1_hat`` (before any
-        clash guidance), which the sampler passes back as the next step's ``sc_trans``."""
+        clash guidance), which the sampler passes back as the next step's ``sc_trans``.
+        ``clash_radius`` (Angstrom) defaults to the config's ``clash_guidance_radius``."""
         upd, x1_hat = self.predict(x, t, mask, sc_trans)
         if clash_guidance > 0 and float(t.min()) >= self.config.clash_guidance_t_min:
             s = self.config.trans_scale
-            fixed = relax_clashes(x1_hat["trans"] * s, mask, clash_guidance) / s
+            fixed = relax_clashes(x1_hat["trans"] * s, mask, clash_guidance,
+                                  radius=self.config.clash_guidance_radius if clash_radius is None
+                                  else clash_radius,
+                                  bond_weight=self.config.clash_guidance_bond_weight) / s
             upd = {"rots": upd["rots"], "trans": centre(fixed - x["trans"], mask)}
         scale = 1.0 / (1.0 - t).clamp_min(1e-4)
         return {k: u * scale[:, None, None] for k, u in upd.items()}, x1_hat
@@ -281,11 +291,11 @@ class BackboneFlow:
     def sample(self, lengths: list[int], *, steps: int | None = None, method: str | None = None,
                rot_anti_annealing: float | None = None, generator: torch.Generator | None = None,
                dtype: torch.dtype = torch.float32, clash_guidance: int | None = None,
-               self_condition: bool = True) -> Frames:
+               self_condition: bool = True, clash_radius: float | None = None) -> Frames:
         """Integrate the learned flow from the prior for chains of the given lengths.
 
-        ``steps``, ``method``, ``rot_anti_annealing`` and ``clash_guidance`` default to the
-        config's. ``self_condition=False`` never passes the previous estimate to a
+        ``steps``, ``method``, ``rot_anti_annealing``, ``clash_guidance`` and ``clash_radius``
+        (the guidance's repulsion radius) default to the config's. ``self_condition=False`` never passes the previous estimate to a
         self-conditioned network (an ablation; no effect on other networks).
 
         Returns:
@@ -307,7 +317,8 @@ class BackboneFlow:
 
         def velocity(x: dict[str, torch.Tensor], t: torch.Tensor) -> dict[str, torch.Tensor]:
             nonlocal previous
-            v, x1_hat = self.velocity_and_estimate(x, t.expand(len(lengths)), mask, guide, previous)
+            v, x1_hat = self.velocity_and_estimate(x, t.expand(len(lengths)), mask, guide, previous,
+                                                   clash_radius)
             if self.self_conditioned and self_condition:
                 previous = x1_hat["trans"]
             return v

@@ -12,13 +12,14 @@ from crystalflow.proteins.flow import BackboneFlow, check_lengths
 def generate_backbones(flow: BackboneFlow, lengths: Sequence[int], *, steps: int | None = None,
                        method: str | None = None, rot_anti_annealing: float | None = None,
                        batch_size: int = 8, seed: int = 0,
-                       clash_guidance: int | None = None, self_condition: bool = True) -> list[torch.Tensor]:
+                       clash_guidance: int | None = None, self_condition: bool = True,
+                       clash_radius: float | None = None) -> list[torch.Tensor]:
     """Sample one backbone per requested length.
 
     Args:
         flow: a trained :class:`BackboneFlow`.
         lengths: chain lengths (each within the flow's supported range).
-        steps, method, rot_anti_annealing, clash_guidance, self_condition: solver settings
+        steps, method, rot_anti_annealing, clash_guidance, self_condition, clash_radius: solver settings
             (default: the flow config's; see :meth:`BackboneFlow.sample`).
         batch_size: chains integrated together; seed: seeds the prior noise of the whole call.
 
@@ -35,6 +36,7 @@ def generate_backbones(flow: BackboneFlow, lengths: Sequence[int], *, steps: int
     for i in range(0, len(lengths), batch_size):
         chunk = lengths[i:i + batch_size]
         frames = flow.sample(chunk, steps=steps, method=method, rot_anti_annealing=rot_anti_annealing,
-                             generator=g, clash_guidance=clash_guidance, self_condition=self_condition)
+                             generator=g, clash_guidance=clash_guidance, self_condition=self_condition,
+                             clash_radius=clash_radius)
         out += flow.backbones(frames)
     return out

@@ -193,3 +193,19 @@ def test_generate_with_clash_guidance(tiny_checkpoint, tmp_path, capsys):
                "--num", "1", "--out", str(tmp_path / "g"), "--steps", "3", "--clash-guidance", "2"])
     assert rc == 0 and len(list((tmp_path / "g").glob("*.pdb"))) == 1
     capsys.readouterr()
+
+
+def test_generate_clash_radius_changes_the_samples_and_rejects_zero(tiny_checkpoint, tmp_path, capsys):
+    def run(name, radius):
+        rc = main(["protein", "generate", "--checkpoint", str(tiny_checkpoint), "--length", "20",
+                   "--num", "1", "--out", str(tmp_path / name), "--steps", "4", "--clash-guidance", "5",
+                   "--clash-radius", radius])
+        return rc, (tmp_path / name / "sample_20_0.pdb")
+
+    (rc_wide, wide), (rc_narrow, narrow) = run("wide", "8"), run("narrow", "1")
+    assert rc_wide == 0 and rc_narrow == 0
+    assert not torch.allclose(read_backbones(wide)[0].ca, read_backbones(narrow)[0].ca)
+    capsys.readouterr()
+    rc, path = run("zero", "0")
+    assert rc == 2 and capsys.readouterr().err.startswith("error: argument --clash-radius")
+    assert not path.exists()

@@ -153,3 +153,45 @@ def test_sampling_with_clash_guidance_is_deterministic_and_valid(tiny_flow):
     assert torch.equal(a.trans, b.trans) and torch.isfinite(a.trans).all()
     ok, reason = SO3().check_point(a.rots[a.mask], atol=1e-4)
     assert ok, reason
+
+
+def test_clash_guidance_radius_only_repels_pairs_inside_it():
+    """A non-adjacent pair at 3.5 A with ideal 3.8 A steps: a 4 A radius pushes it apart, a
+    3.2 A radius leaves the chain exactly where it was (zero gradient)."""
+    from crystalflow.proteins.guidance import relax_clashes
+
+    a = 1.75
+    b = (3.8**2 - a**2) ** 0.5
+    ca = torch.tensor([[[-a, 0.0, 0.0], [0.0, -b, 0.0], [a, 0.0, 0.0]]], dtype=torch.float64)
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    assert abs(float(torch.linalg.norm(ca[0, 2] - ca[0, 0])) - 3.5) < 1e-9
+    wide = relax_clashes(ca, mask, iterations=20, radius=4.0)
+    narrow = relax_clashes(ca, mask, iterations=20, radius=3.2)
+    assert float(torch.linalg.norm(wide[0, 2] - wide[0, 0])) > 3.6
+    assert torch.allclose(narrow, ca, atol=1e-12)
+
+
+def test_sampling_clash_radius_defaults_to_the_config(tiny_flow):
+    from dataclasses import replace
+
+    def run(flow, **kw):
+        return flow.sample([16, 20], generator=torch.Generator().manual_seed(3), clash_guidance=5, **kw).trans
+
+    cfg = tiny_flow.config
+    wide = BackboneFlow(tiny_flow.model, replace(cfg, clash_guidance_radius=6.0))
+    assert torch.equal(run(wide), run(tiny_flow, clash_radius=6.0))
+    assert not torch.equal(run(tiny_flow, clash_radius=6.0), run(tiny_flow, clash_radius=2.0))
+
+
+def test_clash_guidance_bond_weight_scales_the_bond_term():
+    """A straight chain without clashes but one 4.4 A step: weight 0 leaves it alone, weight 1
+    moves that step towards 3.8 A."""
+    from crystalflow.proteins.guidance import clash_energy, relax_clashes
+
+    x = torch.tensor([0.0, 3.8, 8.2, 12.0], dtype=torch.float64)
+    ca = torch.stack([x, torch.zeros_like(x), torch.zeros_like(x)], -1)[None]
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    assert torch.allclose(clash_energy(ca, mask, bond_weight=0.5), 0.5 * clash_energy(ca, mask))
+    assert torch.equal(relax_clashes(ca, mask, iterations=10, bond_weight=0.0), ca)
+    moved = relax_clashes(ca, mask, iterations=10, bond_weight=1.0)
+    assert float(torch.linalg.norm(moved[0, 2] - moved[0, 1])) < 4.4 - 0.1
