@@ -75,6 +75,10 @@ def _register_train(psub: argparse._SubParsersAction) -> None:
                         "name); optimizer and schedule start fresh")
     p.add_argument("--aux-pred-pairs", action="store_true",
                    help="the auxiliary distance loss also covers pairs close in the prediction")
+    p.add_argument("--clash-weight", type=nonnegative_float, default=0.0,
+                   help="weight of a steric loss on the predicted clean CA positions (0: off)")
+    p.add_argument("--clash-t-min", type=probability, default=0.25,
+                   help="the steric loss applies to chains with t >= this")
     p.add_argument("--self-condition", action="store_true",
                    help="self-conditioning: the network also sees its previous prediction's CA "
                         "distances (added to an --init-from network without it, starting at zero)")
@@ -107,7 +111,8 @@ def run_train(args: argparse.Namespace) -> int:
                                        aux_t_min=args.aux_t_min, align_prior=not args.no_align_prior,
                                        min_scale=args.min_scale, t_late_fraction=args.t_late_fraction,
                                        t_late_min=args.t_late_min, aux_pred_pairs=args.aux_pred_pairs,
-                                       self_condition_prob=args.self_condition_prob),
+                                       self_condition_prob=args.self_condition_prob,
+                                       clash_weight=args.clash_weight, clash_t_min=args.clash_t_min),
         crop=args.crop, stride=args.stride, min_length=args.min_length, val_size=args.val_size,
         seed=args.seed, init=init_checkpoint(args.init_from), init_from=args.init_from)
     cfg = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,

@@ -38,7 +38,7 @@ from crystalflow.manifolds.so3 import SO3, so3_exp
 from crystalflow.paths import GeodesicPath, ProductPath
 from crystalflow.proteins.dataset import BackboneBatch
 from crystalflow.proteins.frames import atoms_from_frames, centre, kabsch_rotation
-from crystalflow.proteins.guidance import CLASH_RADIUS, relax_clashes
+from crystalflow.proteins.guidance import CLASH_RADIUS, clash_energy, relax_clashes
 from crystalflow.solvers import integrate
 
 
@@ -59,6 +59,12 @@ class BackboneFlowConfig:
         aux_pred_pairs: the pairwise-distance term also covers atom pairs that are within the
             cutoff in the prediction (not only in the data), so predicted clashes between atoms
             that are far apart in the data are penalised too.
+        clash_weight / clash_t_min: weight of a steric loss on the predicted clean CA positions
+            for chains with ``t >= clash_t_min`` (0: off): :func:`~crystalflow.proteins.guidance.
+            clash_energy` without its bond term (non-adjacent CA pairs closer than
+            ``CLASH_RADIUS``), per residue, in Angstrom^2, not scaled by ``1 / (1 - t)^2``. The
+            auxiliary loss acts near the data end; this one also where the estimate is still
+            blurred and the sampler's clashes form.
         self_condition_prob: for a network built with ``self_condition``: the fraction of
             training batches whose network call gets the (gradient-free) prediction of a first
             call at the same ``x_t`` (FrameFlow's 0.5); sampling always passes the previous
@@ -83,6 +89,8 @@ class BackboneFlowConfig:
     aux_t_min: float = 0.75
     aux_cutoff: float = 6.0
     aux_pred_pairs: bool = False
+    clash_weight: float = 0.0
+    clash_t_min: float = 0.25
     self_condition_prob: float = 0.5
     t_late_fraction: float = 0.0
     t_late_min: float = 0.8
@@ -224,10 +232,23 @@ class BackboneFlow:
         points = {k: v[mask] for k, v in x_t.items()}
         out = cfm_loss(pred, target, points, self.manifolds,
                        {"rots": cfg.rot_weight, "trans": cfg.trans_weight})
-        if cfg.aux_weight <= 0:
-            return out
-        aux = self.aux_loss(x1_hat, x1, mask, t)
-        return LossOutput(total=out.total + cfg.aux_weight * aux, parts={**out.parts, "aux": float(aux.detach())})
+        total, parts = out.total, dict(out.parts)
+        if cfg.aux_weight > 0:
+            aux = self.aux_loss(x1_hat, x1, mask, t)
+            total, parts["aux"] = total + cfg.aux_weight * aux, float(aux.detach())
+        if cfg.clash_weight > 0:
+            clash = self.clash_loss(x1_hat, mask, t)
+            total, parts["clash"] = total + cfg.clash_weight * clash, float(clash.detach())
+        return LossOutput(total=total, parts=parts)
+
+    def clash_loss(self, x1_hat: dict[str, torch.Tensor], mask: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Mean over chains with ``t >= clash_t_min`` (zero for the others) of the steric energy
+        per residue (Angstrom^2) of the predicted clean CA positions. ``x1_hat["trans"] [B, L, 3]``
+        (nm), ``mask [B, L]``, ``t [B]``; returns a scalar."""
+        cfg = self.config
+        on = (t >= cfg.clash_t_min).to(t.dtype)  # [B]
+        energy = clash_energy(x1_hat["trans"] * cfg.trans_scale, mask, bond_weight=0.0)  # [B]
+        return (energy / mask.sum(-1).clamp_min(1) * on).mean()
 
     def self_condition_input(self, x_t: dict[str, torch.Tensor], t: torch.Tensor, mask: torch.Tensor,
                              generator: torch.Generator | None = None) -> torch.Tensor | None:

@@ -195,3 +195,37 @@ def test_clash_guidance_bond_weight_scales_the_bond_term():
     assert torch.equal(relax_clashes(ca, mask, iterations=10, bond_weight=0.0), ca)
     moved = relax_clashes(ca, mask, iterations=10, bond_weight=1.0)
     assert float(torch.linalg.norm(moved[0, 2] - moved[0, 1])) < 4.4 - 0.1
+
+
+def test_clash_loss_counts_close_pairs_per_residue_from_its_time_on():
+    """Two straight 12-residue chains (no pair closer than 4 A: zero loss); residue 9 of the
+    first put 1 A beside residue 2 adds (4 - 1)^2 (plus 2 x 0.07^2 from residues 1 and 3) per 12
+    residues to that chain; the loss is 0 before clash_t_min and its gradient separates the pair."""
+    flow = BackboneFlow(nn.Identity(), BackboneFlowConfig(clash_weight=1.0, clash_t_min=0.3))
+    k = torch.arange(12, dtype=torch.float64)
+    line = torch.stack([0.38 * k, torch.zeros_like(k), torch.zeros_like(k)], -1)  # nm
+    trans = torch.stack([line, line + 1.0])
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    rots = torch.eye(3, dtype=torch.float64).expand(2, 12, 3, 3)
+    late, early = torch.tensor([0.5, 0.5]), torch.tensor([0.1, 0.2])
+    assert flow.clash_loss({"rots": rots, "trans": trans}, mask, late) == 0
+    trans[0, 9] = trans[0, 2] + torch.tensor([0.0, 0.1, 0.0], dtype=torch.float64)
+    hat = {"rots": rots, "trans": trans.clone().requires_grad_(True)}
+    assert flow.clash_loss(hat, mask, early) == 0
+    expected = (9.0 + 2 * (4.0 - (3.8**2 + 1.0) ** 0.5) ** 2) / 12 / 2  # mean over the 2 chains
+    loss = flow.clash_loss(hat, mask, late)
+    assert float(loss) == pytest.approx(expected, rel=1e-9)
+    (g,) = torch.autograd.grad(loss, hat["trans"])
+    assert float(g[0, 9] @ (trans[0, 9] - trans[0, 2])) < 0  # descending the loss moves 9 away from 2
+
+
+def test_loss_reports_the_clash_part_only_when_weighted(tiny_flow):
+    from dataclasses import replace
+
+    batch = _batch(4)
+    parts = {}
+    for w in (0.0, 0.5):
+        flow = BackboneFlow(tiny_flow.model, replace(tiny_flow.config, clash_weight=w, clash_t_min=0.0))
+        parts[w] = flow.loss(batch, torch.Generator().manual_seed(5))
+    assert "clash" not in parts[0.0].parts and parts[0.5].parts["clash"] >= 0
+    assert parts[0.5].total.item() == pytest.approx(parts[0.0].total.item() + 0.5 * parts[0.5].parts["clash"], rel=1e-5)
