@@ -256,8 +256,8 @@ def warn_failed_checks(rows: Sequence[dict], out_dir: str | os.PathLike) -> int:
 
 #: columns of the flow predictions' summary.csv (``predict --p1 / --space-group / --use-space-group``)
 CHECKED_COLUMNS = ("id", "rank", "file", "formula", "num_atoms", "space_group",
-                   "requested_space_group", "min_distance", "structure_valid", "composition_valid",
-                   "ok", "problem")
+                   "requested_space_group", "min_distance", "volume", "structure_valid",
+                   "composition_valid", "ok", "problem")
 
 
 def output_name(stem: str, rank: int, num_outputs: int) -> str:
@@ -272,7 +272,7 @@ def _structure_columns(stem: str, rank: int, name: str, structure: Structure,
     return {"id": stem, "rank": rank, "file": name,
             "formula": structure.composition.formula.replace(" ", ""),
             "num_atoms": len(structure)} | check.to_row() | {
-            "min_distance": round(check.min_distance, 4)}
+            "min_distance": round(check.min_distance, 4), "volume": round(check.volume, 4)}
 
 
 def write_checked(out_dir: str | os.PathLike,
@@ -327,8 +327,8 @@ def write_samples(out: Path, ids: Sequence[str], num_samples: int,
 #: columns of ``predict``'s summary.csv, one row per written structure
 SUMMARY_COLUMNS = ("id", "rank", "file", "formula", "num_atoms", "source", "template",
                    "template_id", "distance", "energy_per_atom", "relaxed_energy_per_atom",
-                   "space_group", "min_distance", "structure_valid", "composition_valid", "ok",
-                   "problem")
+                   "space_group", "min_distance", "volume", "structure_valid", "composition_valid",
+                   "ok", "problem")
 
 
 def write_ranked(out_dir: str | os.PathLike, stems: Sequence[str],
