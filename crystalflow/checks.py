@@ -63,7 +63,7 @@ class StructureCheck:
     @property
     def degenerate_cell(self) -> bool:
         """The cell is not finite or flatter than CDVAE's minimum volume."""
-        return not (np.isfinite(self.volume) and abs(self.volume) >= MIN_VOLUME)
+        return _degenerate(self.volume)
 
     @property
     def keeps_space_group(self) -> bool:
@@ -94,14 +94,18 @@ class StructureCheck:
 
 def check_structure(structure: Structure, requested_space_group: int | None = None,
                     symprec: float = SYMPREC) -> StructureCheck:
-    """Check one structure before it is written (see :class:`StructureCheck`)."""
+    """Check one structure before it is written (see :class:`StructureCheck`).
+
+    A degenerate cell gets ``min_distance`` 0 without a distance search: pymatgen's minimum-image
+    search raises LinAlgError on a zero-volume lattice, which the DNG flow can produce."""
+    volume = _volume(structure)
     return StructureCheck(
         space_group=spglib_space_group(structure, symprec),
         requested_space_group=None if requested_space_group is None else int(requested_space_group),
-        min_distance=_min_distance(structure),
+        min_distance=0.0 if _degenerate(volume) else float(min_interatomic_distance(structure)),
         structure_valid=bool(structure_validity(structure)),
         composition_valid=_smact_ok(structure),
-        volume=_volume(structure),
+        volume=volume,
     )
 
 
@@ -111,13 +115,9 @@ def _volume(structure: Structure) -> float:
     return float(abs(np.linalg.det(matrix))) if np.all(np.isfinite(matrix)) else float("nan")
 
 
-def _min_distance(structure: Structure) -> float:
-    """:func:`min_interatomic_distance`, 0 for a degenerate cell (pymatgen's minimum-image search
-    raises LinAlgError on a zero-volume lattice, which the DNG flow can produce)."""
-    volume = _volume(structure)
-    if not (np.isfinite(volume) and volume >= MIN_VOLUME):
-        return 0.0
-    return float(min_interatomic_distance(structure))
+def _degenerate(volume: float) -> bool:
+    """A cell volume (A^3) that is not finite or below CDVAE's :data:`MIN_VOLUME`."""
+    return not (np.isfinite(volume) and abs(volume) >= MIN_VOLUME)
 
 
 def _smact_ok(structure: Structure) -> bool:

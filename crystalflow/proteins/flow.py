@@ -197,12 +197,12 @@ class BackboneFlow:
         clash guidance), which the sampler passes back as the next step's ``sc_trans``.
         ``clash_radius`` (Angstrom) defaults to the config's ``clash_guidance_radius``."""
         upd, x1_hat = self.predict(x, t, mask, sc_trans)
-        if clash_guidance > 0 and float(t.min()) >= self.config.clash_guidance_t_min:
-            s = self.config.trans_scale
-            fixed = relax_clashes(x1_hat["trans"] * s, mask, clash_guidance,
-                                  radius=self.config.clash_guidance_radius if clash_radius is None
-                                  else clash_radius,
-                                  bond_weight=self.config.clash_guidance_bond_weight) / s
+        cfg = self.config
+        if clash_guidance > 0 and float(t.min()) >= cfg.clash_guidance_t_min:
+            s = cfg.trans_scale
+            radius = cfg.clash_guidance_radius if clash_radius is None else clash_radius
+            fixed = relax_clashes(x1_hat["trans"] * s, mask, clash_guidance, radius=radius,
+                                  bond_weight=cfg.clash_guidance_bond_weight) / s
             upd = {"rots": upd["rots"], "trans": centre(fixed - x["trans"], mask)}
         scale = 1.0 / (1.0 - t).clamp_min(1e-4)
         return {k: u * scale[:, None, None] for k, u in upd.items()}, x1_hat
@@ -316,8 +316,9 @@ class BackboneFlow:
         """Integrate the learned flow from the prior for chains of the given lengths.
 
         ``steps``, ``method``, ``rot_anti_annealing``, ``clash_guidance`` and ``clash_radius``
-        (the guidance's repulsion radius) default to the config's. ``self_condition=False`` never passes the previous estimate to a
-        self-conditioned network (an ablation; no effect on other networks).
+        (the guidance's repulsion radius) default to the config's. ``self_condition=False``
+        never passes the previous estimate to a self-conditioned network (an ablation; no effect
+        on other networks).
 
         Returns:
             :class:`Frames` with translations in nm (multiply by ``trans_scale`` for Angstrom).

@@ -12,11 +12,10 @@ pair of non-adjacent CA atoms comes closer than about 3.8 A) and the bond weight
 metrics count it, is a pair under 3.0 A; on the bundled weights a radius just above that
 (3.25 A, bond weight 0.5) removes the clashes and keeps more of the secondary structure than
 4 A, which also pushes apart close pairs that do not clash (measured in BENCHMARKS.md,
-"Protein backbones", session 10). Only translations move;
-the network re-predicts the rotations at the next step, so the last steps of the integration
-reconcile the frames with the corrected positions. It is a hand-made potential in the spirit of
-the guiding potentials of RFdiffusion and Chroma, not part of the learned model, and off unless
-asked for.
+"Protein backbones", session 10). Only translations move; the network re-predicts the
+rotations at the next step, so the last steps of the integration reconcile the frames with the
+corrected positions. It is a hand-made potential in the spirit of the guiding potentials of
+RFdiffusion and Chroma, not part of the learned model, and off unless asked for.
 """
 
 from __future__ import annotations
