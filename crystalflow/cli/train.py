@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--align-orbits", action="store_true",
                    help="sgcsp: pair each prior sample with the nearest equivalent point of every "
                         "data orbit (shorter paths; no gain measured on MP-20, see BENCHMARKS.md)")
+    p.add_argument("--self-condition", action="store_true",
+                   help="sgcsp: a self-conditioned network (it also reads its previous estimate of the "
+                        "crystal); added with zero-started inputs to an --init-from network without it")
     p.add_argument("--lattice-weight", type=nonnegative_float, default=None,
                    help="lattice loss weight (default 0.1 for csp, 0.5 for sgcsp)")
     p.add_argument("--val-every", type=positive_int, default=500)
@@ -93,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     options = CrystalTrainOptions(
         dataset=args.dataset, data=args.data, data_dir=args.data_dir, val_fraction=args.val_fraction,
         split_seed=args.split_seed, model=args.model, hidden=args.hidden, layers=args.layers,
-        lattice_weight=args.lattice_weight, align_orbits=args.align_orbits, val_size=args.val_size,
+        lattice_weight=args.lattice_weight, align_orbits=args.align_orbits,
+        self_condition=args.self_condition, val_size=args.val_size,
         val_steps=args.val_steps, seed=args.seed, init_from=args.init_from,
         train_on_val=args.train_on_val)
     config = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,

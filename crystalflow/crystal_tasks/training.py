@@ -35,6 +35,8 @@ class CrystalTrainOptions:
         model / hidden / layers: network name and size (``None``: the task's default).
         lattice_weight: lattice loss weight (``None``: 0.1 for csp, 0.5 for sgcsp and dng).
         align_orbits: sgcsp coupling (nearest equivalent orbit point as the target).
+        self_condition: sgcsp: a self-conditioned network (added to an ``init_from`` network
+            without it as zero-started inputs, so training starts from the same function).
         val_size / val_steps: validation crystals per check and ODE steps of their samples.
         seed: seed of the weights, the validation samples and the batches.
         init_from: a checkpoint (path or bundled name) to start from.
@@ -53,6 +55,7 @@ class CrystalTrainOptions:
     layers: int | None = None
     lattice_weight: float | None = None
     align_orbits: bool = False
+    self_condition: bool = False
     val_size: int = 200
     val_steps: int = 50
     seed: int = 0
@@ -60,11 +63,13 @@ class CrystalTrainOptions:
     train_on_val: bool = False
 
 
-def _refuse_align_orbits(options: CrystalTrainOptions, task: str) -> None:
-    """``align_orbits`` is an sgcsp coupling: other tasks refuse it instead of ignoring it."""
-    if options.align_orbits:
-        raise InputError(f"align_orbits applies to task sgcsp only, not task {task}",
-                         parameters=("align_orbits", "task"))
+def _refuse_sgcsp_options(options: CrystalTrainOptions, task: str) -> None:
+    """``align_orbits`` and ``self_condition`` are sgcsp options: other tasks refuse them instead
+    of ignoring them."""
+    for name in ("align_orbits", "self_condition"):
+        if getattr(options, name):
+            raise InputError(f"{name} applies to task sgcsp only, not task {task}",
+                             parameters=(name, "task"))
 
 
 def _init_checkpoint(options: CrystalTrainOptions, task: str) -> Checkpoint | None:
@@ -124,7 +129,7 @@ def build_csp(data: TrainData, options: CrystalTrainOptions) -> Built:
     from crystalflow.flow_checkpoints import model_from_checkpoint
     from crystalflow.models import build_model, default_csp_network, default_size
 
-    _refuse_align_orbits(options, "csp")
+    _refuse_sgcsp_options(options, "csp")
     init = _init_checkpoint(options, "csp")
     name = init.model_name if init is not None else options.model or default_csp_network(options.dataset)
     if init is not None:
@@ -210,16 +215,31 @@ def build_sgcsp(data: TrainData, options: CrystalTrainOptions) -> Built:
     init = _init_checkpoint(options, "sgcsp")
     if init is not None:
         chart = LatticeChart.from_state_dict(init.stats["lattice_chart"])
-        model = model_from_checkpoint(init).train()
+        if options.self_condition and not init.model_config.get("self_condition", False):
+            model = _with_self_condition(init)
+        else:
+            model = model_from_checkpoint(init).train()
     else:
         chart = family_lattice_chart(data.train.lattice, data.train.space_groups)
-        model = build_model(name, default_size(name, options.hidden, options.layers))
+        size = default_size(name, options.hidden, options.layers)
+        model = build_model(name, {**size, "self_condition": options.self_condition})
     weight = 0.5 if options.lattice_weight is None else options.lattice_weight
     flow = SGCSPFlow(model, chart, SGCSPConfig(lattice_weight=weight, align_orbits=options.align_orbits))
     stats = _symmetric_stats(data, chart, elements=elements_seen(data.train.atom_types, init))
     if init is not None:
         stats = stats.with_init(str(options.init_from), init.stats)
     return Built(flow, name, stats.to_dict())
+
+
+def _with_self_condition(init: Checkpoint) -> torch.nn.Module:
+    """``init``'s network (no self-conditioning) rebuilt with it: the same weights plus zero
+    columns for the estimate, so it computes the same function (in train mode)."""
+    from crystalflow.models import build_model
+    from crystalflow.models.cspnet import add_self_condition_columns
+
+    model = build_model(init.model_name, {**init.model_config, "self_condition": True})
+    model.load_state_dict(add_self_condition_columns(init.weights, model.state_dict()), strict=True)
+    return model.train()
 
 
 def sgcsp_validator(flow, data: TrainData, options: CrystalTrainOptions,
@@ -246,7 +266,7 @@ def build_dng(data: TrainData, options: CrystalTrainOptions) -> Built:
     from crystalflow.models import build_model, check_size_matches, default_size
     from crystalflow.symmetry import family_lattice_chart
 
-    _refuse_align_orbits(options, "dng")
+    _refuse_sgcsp_options(options, "dng")
     name = options.model or "dngnet"
     if name != "dngnet":
         raise InputError("task dng needs model dngnet", parameters=("task", "model"))

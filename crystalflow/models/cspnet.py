@@ -6,6 +6,13 @@ Fourier features (periodic in each lattice direction), the lattice in its standa
 fractional-coordinate velocity per atom ``[N, 3]`` and a lattice-chart velocity per crystal
 ``[B, 6]``. Hence: rotations of the Cartesian frame leave the output unchanged, permuting atoms
 permutes it, and a global translation of all fractional coordinates leaves it unchanged.
+
+Self-conditioning (``CSPNetConfig.self_condition``): the network also reads the previous
+estimate of the clean crystal, ``x_t["sc_frac"] [N, 3]`` and ``x_t["sc_lattice"] [B, 6]``, as
+further edge features (its chart and the Fourier features of its fractional differences, so the
+invariances above hold) plus a flag that is 1 when an estimate is given. Without one they are zero.
+These columns come last in every edge MLP's first layer, so a network without self-conditioning
+gains it, computing the same function, by zero columns (:func:`add_self_condition_columns`).
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ class CSPNetConfig:
     lattice_dim: int = 6
     #: width of optional per-atom conditioning features (e.g. space group / Wyckoff embeddings)
     cond_dim: int = 0
+    #: read the previous clean-crystal estimate (``x_t["sc_frac"]``, ``x_t["sc_lattice"]``)
+    self_condition: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,6 +60,25 @@ def fourier_frac(d: torch.Tensor, frequencies: int) -> torch.Tensor:
     k = torch.arange(frequencies, device=d.device, dtype=d.dtype)
     ang = 2 * math.pi * d[..., None] * k
     return torch.cat([ang.sin(), ang.cos()], dim=-1).flatten(-2)
+
+
+def self_condition_width(config: CSPNetConfig) -> int:
+    """Edge-feature columns of the self-conditioning input (0 without it): chart, Fourier
+    features of the estimate's fractional differences and the "given" flag."""
+    return config.lattice_dim + 6 * config.frequencies + 1 if config.self_condition else 0
+
+
+def add_self_condition_columns(weights: dict[str, torch.Tensor],
+                               target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``weights`` of a network without self-conditioning as a state dict of ``target`` (the same
+    network with it): every edge MLP's first-layer weight ``[H, 2H + F]`` gets the target's extra
+    columns as zeros, so the network computes the same function whatever the estimate."""
+    out = dict(weights)
+    for key, w in weights.items():
+        want = target.get(key)
+        if key.endswith("edge_mlp.0.weight") and want is not None and want.shape[1] > w.shape[1]:
+            out[key] = torch.cat([w, w.new_zeros(w.shape[0], want.shape[1] - w.shape[1])], dim=1)
+    return out
 
 
 def _mlp(din: int, dout: int) -> nn.Sequential:
@@ -101,7 +129,7 @@ class CSPNet(nn.Module):
         h = config.hidden
         self.type_embedding = nn.Embedding(MAX_ATOMIC_NUM + 1, h)
         self.input = nn.Linear(h + config.time_dim + config.cond_dim, h)
-        edge_extra = config.lattice_dim + 6 * config.frequencies
+        edge_extra = config.lattice_dim + 6 * config.frequencies + self_condition_width(config)
         self.layers = nn.ModuleList([CSPLayer(h, edge_extra) for _ in range(config.layers)])
         self.out_norm = nn.LayerNorm(h)
         self.frac_head = nn.Linear(h, 3, bias=False)
@@ -111,7 +139,9 @@ class CSPNet(nn.Module):
         """Velocities of every field.
 
         Args:
-            x_t: ``frac [N, 3]`` fractional coordinates, ``lattice [B, 6]`` standardised chart.
+            x_t: ``frac [N, 3]`` fractional coordinates, ``lattice [B, 6]`` standardised chart;
+                for a self-conditioned network optionally ``sc_frac [N, 3]`` and
+                ``sc_lattice [B, 6]``, the previous clean-crystal estimate.
             t: ``[B]`` time of each crystal.
             cond: atom types and batch layout.
         """
@@ -124,9 +154,10 @@ class CSPNet(nn.Module):
         and their per-crystal mean ``[B, hidden]`` (arguments as in :meth:`forward`)."""
         frac, lat = x_t["frac"], x_t["lattice"]
         src, dst, edge_batch = fully_connected_edges(cond.num_atoms)
-        edge_feat = torch.cat(
-            [lat[edge_batch], fourier_frac(frac[src] - frac[dst], self.config.frequencies)], dim=-1
-        )
+        parts = [lat[edge_batch], fourier_frac(frac[src] - frac[dst], self.config.frequencies)]
+        if self.config.self_condition:
+            parts.append(self.self_condition_features(x_t, src, dst, edge_batch))
+        edge_feat = torch.cat(parts, dim=-1)
         temb = sinusoidal_time(t, self.config.time_dim)[cond.batch]
         feats = [self.type_embedding(cond.atom_types), temb]
         if self.config.cond_dim:
@@ -139,3 +170,16 @@ class CSPNet(nn.Module):
         h = self.out_norm(h)
         pooled = scatter(h, cond.batch, dim=0, dim_size=cond.num_atoms.shape[0], reduce="mean")
         return h, pooled
+
+    def self_condition_features(self, x_t: dict[str, torch.Tensor], src: torch.Tensor, dst: torch.Tensor,
+                                edge_batch: torch.Tensor) -> torch.Tensor:
+        """``[E, self_condition_width]`` edge features of the estimate in ``x_t`` (``sc_frac [N, 3]``,
+        ``sc_lattice [B, 6]``): its chart, the Fourier features of its fractional differences and
+        a 1; zeros when ``x_t`` holds no estimate."""
+        width = self_condition_width(self.config)
+        ref = x_t["frac"]
+        if x_t.get("sc_frac") is None or x_t.get("sc_lattice") is None:
+            return ref.new_zeros(src.shape[0], width)
+        d = x_t["sc_frac"][src] - x_t["sc_frac"][dst]
+        return torch.cat([x_t["sc_lattice"][edge_batch], fourier_frac(d, self.config.frequencies),
+                          ref.new_ones(src.shape[0], 1)], dim=-1)

@@ -5,6 +5,8 @@ Every atom gets an embedding of its crystal's space group and of its global Wyck
 CSPNet's input layer through ``Conditions.node_features`` (``CSPNetConfig.cond_dim``). The wrapper
 returns CSPNet's raw velocities; the space-group conditioned flow (:mod:`crystalflow.crystal_tasks.sgcsp`)
 group-averages the fractional field and projects the lattice field onto the crystal family.
+With ``self_condition`` CSPNet also reads the previous clean-crystal estimate (``x_t["sc_frac"]``,
+``x_t["sc_lattice"]``), which the flow supplies.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class SGNetConfig:
     lattice_dim: int = 6
     sg_dim: int = 32
     wyckoff_dim: int = 64
+    #: read the previous clean-crystal estimate (CSPNet's ``self_condition``)
+    self_condition: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,7 +51,7 @@ class SGNet(nn.Module):
         self.net = CSPNet(CSPNetConfig(
             hidden=config.hidden, layers=config.layers, frequencies=config.frequencies,
             time_dim=config.time_dim, lattice_dim=config.lattice_dim,
-            cond_dim=config.sg_dim + config.wyckoff_dim,
+            cond_dim=config.sg_dim + config.wyckoff_dim, self_condition=config.self_condition,
         ))
 
     def node_features(self, sym) -> torch.Tensor:

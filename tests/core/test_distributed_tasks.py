@@ -205,10 +205,11 @@ def test_the_entry_puts_network_and_batches_on_the_requested_device(task):
     assert tensors and all(t.device == meta for t in tensors)
 
 
+@pytest.mark.parametrize("option", ("align_orbits", "self_condition"))
 @pytest.mark.parametrize("task", ("csp", "dng"))
-def test_tasks_refuse_options_they_cannot_use(task):
-    """``align_orbits`` (an sgcsp coupling) is refused by the other crystal tasks, not ignored;
-    the message names the parameters (the CLI shows --align-orbits / --task)."""
+def test_tasks_refuse_options_they_cannot_use(task, option):
+    """``align_orbits`` and ``self_condition`` (sgcsp options) are refused by the other crystal
+    tasks, not ignored; the message names the parameters (the CLI shows --align-orbits / --task)."""
     from dataclasses import replace as with_options
 
     from crystalflow.cli import flag_message
@@ -216,8 +217,9 @@ def test_tasks_refuse_options_they_cannot_use(task):
 
     data = tiny_data()
     with pytest.raises(InputError) as info:
-        TASKS[task].training.build(data, with_options(CRYSTAL_OPTIONS, align_orbits=True))
-    assert flag_message(info.value) == f"--align-orbits applies to --task sgcsp only, not --task {task}"
+        TASKS[task].training.build(data, with_options(CRYSTAL_OPTIONS, **{option: True}))
+    flag = "--" + option.replace("_", "-")
+    assert flag_message(info.value) == f"{flag} applies to --task sgcsp only, not --task {task}"
 
 
 def test_dng_continues_a_dng_checkpoint_whole(tmp_path):
