@@ -280,7 +280,7 @@ def run_stability(args: argparse.Namespace) -> int:
     result = evaluate_stability(
         list(samples.structures), hull, names=list(samples.names), train=train,
         relax_steps=args.relax_steps, fmax=args.fmax, workers=args.workers, progress=progress,
-        stable_cutoff=args.stable_cutoff, metastable_cutoff=args.metastable_cutoff,
+        stable_cutoff=args.stable_cutoff, metastable_cutoff=args.metastable_cutoff, hull_floor=args.hull_floor,
     )
     nan = float("nan")
     failed = [
@@ -290,7 +290,8 @@ def run_stability(args: argparse.Namespace) -> int:
     records = list(result.records) + failed
     metrics = stability_metrics(records, hull_description=hull.description,
                                 seconds_per_structure=result.metrics.seconds_per_structure,
-                                stable_cutoff=args.stable_cutoff, metastable_cutoff=args.metastable_cutoff)
+                                stable_cutoff=args.stable_cutoff, metastable_cutoff=args.metastable_cutoff,
+                                hull_floor=args.hull_floor)
     write_stability_csv(records, out)
     if (out.parent / MANIFEST).is_file():  # a crystalflow output folder: --overwrite clears it too
         record_outputs(out.parent, [out.name])
@@ -318,13 +319,18 @@ def _add_stability(sub: argparse._SubParsersAction) -> None:
             "plus 1e-6 tolerance: on or below the hull) and metastable (E_hull < --metastable-cutoff, "
             "default 0.1 eV/atom); with --train also unique (no earlier sample matches), novel (no "
             "training structure matches; StructureMatcher defaults) and S.U.N. rates "
-            "(sun_rate: stable, msun_rate: metastable; all over every sample)."
+            "(sun_rate: stable, msun_rate: metastable; all over every sample). Samples more than "
+            "--hull-floor below the hull (likely gaps of the reference hull) are counted apart: "
+            "frac_below_floor, and sun_floor_rate counts only stable samples above that floor."
         ),
     )
     p.add_argument("--stable-cutoff", type=nonnegative_float, default=0.0,
                    help="E_hull (eV/atom) at or below which a sample is stable (default 0: on the hull)")
     p.add_argument("--metastable-cutoff", type=positive_float, default=0.1,
                    help="E_hull (eV/atom) below which a sample is metastable (default 0.1)")
+    p.add_argument("--hull-floor", type=nonnegative_float, default=0.1,
+                   help="E_hull (eV/atom) below minus this is counted apart as a likely gap of the "
+                        "reference hull (frac_below_floor; sun_floor_rate excludes it; default 0.1)")
     p.add_argument("--samples", required=True, type=Path, help="directory of .cif files")
     p.add_argument("--relax-steps", type=nonnegative_int, default=500, help="CHGNet FIRE steps (0: no relaxation)")
     p.add_argument("--fmax", type=positive_float, default=0.1, help="force convergence threshold (eV/A)")

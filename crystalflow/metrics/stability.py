@@ -20,6 +20,14 @@ and :func:`evaluate_stability`; ``crystalflow evaluate stability --stable-cutoff
 ``metastable_cutoff``. ``unique_rate`` and ``novel_rate`` are reported beside them, so that a
 method cannot buy stability with duplicates or training copies unnoticed.
 
+A hull built from one dataset has gaps: a sample in a chemical system where the reference lacks
+phases (MP-20 has no Nd-F compound, so a generated Rb2NdHgF6 lands 1.3 eV/atom "below" it) counts
+as stable however poor it is. Samples more than ``hull_floor`` (default :data:`HULL_FLOOR`,
+0.1 eV/atom; ``--hull-floor``) below the hull are therefore also counted apart:
+``frac_below_floor``, and ``sun_floor_rate`` is S.U.N. over samples with ``-hull_floor <= E_hull <=
+stable_cutoff`` only, the rate a hull gap cannot inflate (a lower bound: a truly new ground state
+far below the hull is not counted either).
+
 All E_hull values are relative to a CHGNet hull, not a DFT one.
 """
 
@@ -40,6 +48,7 @@ from crystalflow.metrics.hull import ReferenceHull
 
 __all__ = [
     "METASTABLE_THRESHOLD",
+    "HULL_FLOOR",
     "HULL_TOLERANCE",
     "STABLE_THRESHOLD",
     "StabilityMetrics",
@@ -56,6 +65,8 @@ STABLE_THRESHOLD = 0.0
 HULL_TOLERANCE = 1e-6
 #: eV/atom: "metastable" means strictly below this E_hull
 METASTABLE_THRESHOLD = 0.1
+#: eV/atom: E_hull below minus this is counted apart as a likely gap of the reference hull
+HULL_FLOOR = 0.1
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,10 @@ class StabilityMetrics:
         unique_rate: fraction matching no earlier sample (``None`` if not computed).
         novel_rate: fraction matching no training structure (``None`` if not computed).
         stable_cutoff / metastable_cutoff: the E_hull cut-offs used (eV/atom).
+        frac_below_floor: fraction with E_hull < -``hull_floor`` (likely gaps of the reference hull).
+        sun_floor_rate: S.U.N. over samples with -``hull_floor`` <= E_hull <= the stable cut-off
+            only (``None`` without uniqueness/novelty).
+        hull_floor: that floor (eV/atom).
     """
 
     num_structures: int
@@ -129,6 +144,9 @@ class StabilityMetrics:
     novel_rate: float | None = None
     stable_cutoff: float = STABLE_THRESHOLD
     metastable_cutoff: float = METASTABLE_THRESHOLD
+    frac_below_floor: float = float("nan")
+    sun_floor_rate: float | None = None
+    hull_floor: float = HULL_FLOOR
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -150,18 +168,22 @@ def _nanfloat(values: Sequence[float], fn) -> float:
 def stability_metrics(
     records: Sequence[StabilityRecord], *, hull_description: str = "CHGNet hull", seconds_per_structure: float = float("nan"),
     stable_cutoff: float = STABLE_THRESHOLD, metastable_cutoff: float = METASTABLE_THRESHOLD,
+    hull_floor: float = HULL_FLOOR,
 ) -> StabilityMetrics:
     """Aggregate per-sample records into :class:`StabilityMetrics` (denominator: all samples;
-    stable: E_hull <= ``stable_cutoff`` + :data:`HULL_TOLERANCE`, metastable: < ``metastable_cutoff``)."""
+    stable: E_hull <= ``stable_cutoff`` + :data:`HULL_TOLERANCE`, metastable: < ``metastable_cutoff``,
+    below the floor: < -``hull_floor``)."""
     n = len(records)
     ehull = [r.e_above_hull for r in records]
     stable = [math.isfinite(e) and e <= stable_cutoff + HULL_TOLERANCE for e in ehull]
     meta = [math.isfinite(e) and e < metastable_cutoff for e in ehull]
+    deep = [math.isfinite(e) and e < -hull_floor for e in ehull]
     have_un = n > 0 and all(r.unique is not None and r.novel is not None for r in records)
-    sun = msun = unique_rate = novel_rate = None
+    sun = msun = sun_floor = unique_rate = novel_rate = None
     if have_un:
         sun = sum(s and r.unique and r.novel for s, r in zip(stable, records)) / n
         msun = sum(m and r.unique and r.novel for m, r in zip(meta, records)) / n
+        sun_floor = sum(s and not d and r.unique and r.novel for s, d, r in zip(stable, deep, records)) / n
         unique_rate = sum(bool(r.unique) for r in records) / n
         novel_rate = sum(bool(r.novel) for r in records) / n
     return StabilityMetrics(
@@ -180,6 +202,9 @@ def stability_metrics(
         novel_rate=novel_rate,
         stable_cutoff=stable_cutoff,
         metastable_cutoff=metastable_cutoff,
+        frac_below_floor=sum(deep) / n if n else float("nan"),
+        sun_floor_rate=sun_floor,
+        hull_floor=hull_floor,
     )
 
 
@@ -195,6 +220,7 @@ def evaluate_stability(
     progress: bool = True,
     stable_cutoff: float = STABLE_THRESHOLD,
     metastable_cutoff: float = METASTABLE_THRESHOLD,
+    hull_floor: float = HULL_FLOOR,
 ) -> StabilityResult:
     """Relax with CHGNet, compute E_hull against ``hull`` and, given ``train``, S.U.N.
 
@@ -207,7 +233,8 @@ def evaluate_stability(
         fmax: force threshold (eV/A).
         workers: processes for the relaxations.
         progress: show progress bars.
-        stable_cutoff / metastable_cutoff: E_hull cut-offs (eV/atom, see :func:`stability_metrics`).
+        stable_cutoff / metastable_cutoff / hull_floor: E_hull cut-offs (eV/atom, see
+            :func:`stability_metrics`).
     """
     from crystalflow.metrics.novelty import novelty_flags, uniqueness_flags
 
@@ -245,7 +272,7 @@ def evaluate_stability(
     metrics = stability_metrics(
         records, hull_description=hull.description,
         seconds_per_structure=elapsed / len(records) if records else float("nan"),
-        stable_cutoff=stable_cutoff, metastable_cutoff=metastable_cutoff,
+        stable_cutoff=stable_cutoff, metastable_cutoff=metastable_cutoff, hull_floor=hull_floor,
     )
     return StabilityResult(tuple(records), metrics)
 

@@ -163,6 +163,7 @@ def test_cli_stability(tiny_hull, tmp_path, capsys):
     payload = json.loads(out.strip())
     assert payload["num_structures"] == 2 and payload["num_unreadable"] == 1
     assert payload["frac_metastable"] == pytest.approx(0.5)
+    assert payload["hull_floor"] == pytest.approx(0.1) and payload["frac_below_floor"] == 0.0
     assert "broken.cif" in err
     assert (tmp_path / "plots" / "ehull.png").is_file()
     assert len(pd.read_csv(out_csv)) == 2
@@ -229,3 +230,22 @@ def test_energy_rewards_against_a_hull(tiny_hull):
     e_form = e_nacl - 0.5 * (tiny_hull.entries[0].energy_per_atom + tiny_hull.entries[1].energy_per_atom)
     assert FormationEnergyReward(hull=tiny_hull, target=e_form)([nacl_prim()])[0] == pytest.approx(0.0, abs=1e-5)
     assert FormationEnergyReward(hull=tiny_hull, target=e_form + 1.0)([nacl_prim()])[0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_samples_below_the_hull_floor_are_counted_apart(tiny_hull):
+    """A sample far below a reference hull (a gap of the hull) is stable but does not count in
+    ``sun_floor_rate``; the floor is an option and is reported."""
+    from dataclasses import replace
+
+    base = evaluate_stability([nacl_prim()], tiny_hull, train=[bcc_na()], relax_steps=0, progress=False).records[0]
+    ehulls = [-1.3, -0.1, -0.05, 0.0, 0.2, float("nan")]
+    records = [replace(base, name=str(i), e_above_hull=e, unique=True, novel=True) for i, e in enumerate(ehulls)]
+    m = stability_metrics(records)
+    assert m.hull_floor == 0.1 and m.frac_stable == pytest.approx(4 / 6)
+    assert m.frac_below_floor == pytest.approx(1 / 6)  # -1.3 only: -0.1 is on the floor
+    assert m.sun_rate == pytest.approx(4 / 6) and m.sun_floor_rate == pytest.approx(3 / 6)
+    wide = stability_metrics(records, hull_floor=2.0)
+    assert wide.frac_below_floor == 0.0 and wide.sun_floor_rate == pytest.approx(wide.sun_rate)
+    narrow = stability_metrics(records, hull_floor=0.0)
+    assert narrow.frac_below_floor == pytest.approx(3 / 6) and narrow.sun_floor_rate == pytest.approx(1 / 6)
+    assert stability_metrics([replace(r, unique=None) for r in records]).sun_floor_rate is None
