@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
 from pymatgen.core import Structure
 
 from crystalflow.errors import InputError
@@ -18,6 +17,8 @@ from crystalflow.metrics.symmetry import ANGLE_TOLERANCE, SYMPREC
 from crystalflow.metrics.validity import (
     DISTANCE_CUTOFF,
     MIN_VOLUME,
+    cell_volume,
+    degenerate_volume,
     min_interatomic_distance,
     smact_validity,
     structure_validity,
@@ -63,7 +64,7 @@ class StructureCheck:
     @property
     def degenerate_cell(self) -> bool:
         """The cell is not finite or flatter than CDVAE's minimum volume."""
-        return _degenerate(self.volume)
+        return degenerate_volume(self.volume)
 
     @property
     def keeps_space_group(self) -> bool:
@@ -96,28 +97,16 @@ def check_structure(structure: Structure, requested_space_group: int | None = No
                     symprec: float = SYMPREC) -> StructureCheck:
     """Check one structure before it is written (see :class:`StructureCheck`).
 
-    A degenerate cell gets ``min_distance`` 0 without a distance search: pymatgen's minimum-image
-    search raises LinAlgError on a zero-volume lattice, which the DNG flow can produce."""
-    volume = _volume(structure)
+    A degenerate cell gets ``min_distance`` 0 (:func:`~crystalflow.metrics.validity.min_interatomic_distance`)."""
+    volume = cell_volume(structure)
     return StructureCheck(
         space_group=spglib_space_group(structure, symprec),
         requested_space_group=None if requested_space_group is None else int(requested_space_group),
-        min_distance=0.0 if _degenerate(volume) else float(min_interatomic_distance(structure)),
+        min_distance=float(min_interatomic_distance(structure)),
         structure_valid=bool(structure_validity(structure)),
         composition_valid=_smact_ok(structure),
         volume=volume,
     )
-
-
-def _volume(structure: Structure) -> float:
-    """Cell volume (A^3), NaN for a non-finite lattice."""
-    matrix = structure.lattice.matrix
-    return float(abs(np.linalg.det(matrix))) if np.all(np.isfinite(matrix)) else float("nan")
-
-
-def _degenerate(volume: float) -> bool:
-    """A cell volume (A^3) that is not finite or below CDVAE's :data:`MIN_VOLUME`."""
-    return not (np.isfinite(volume) and abs(volume) >= MIN_VOLUME)
 
 
 def _smact_ok(structure: Structure) -> bool:

@@ -134,8 +134,8 @@ class FormationEnergyReward(HullEnergyReward):
 
 @dataclass(frozen=True)
 class TargetReward:
-    """``|value(structure) - target|`` plus the clash penalty (no energy model); subclasses say
-    what ``value`` is."""
+    """``|value(structure) - target|`` plus the clash penalty (no energy model; a non-finite value,
+    e.g. of a non-finite cell, costs :data:`FAILURE_REWARD`); subclasses say what ``value`` is."""
 
     target: float
     min_distance: float = 0.5
@@ -145,7 +145,7 @@ class TargetReward:
 
     def __call__(self, structures: Sequence[Structure]) -> list[float]:
         clash = _clash(structures, self.min_distance)
-        return [abs(self.value(s) - self.target) + c for s, c in zip(structures, clash)]
+        return [_finite_or(abs(self.value(s) - self.target)) + c for s, c in zip(structures, clash)]
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ __all__ = [
     "CDVAE_METALS",
     "DISTANCE_CUTOFF",
     "MIN_VOLUME",
+    "cell_volume",
+    "degenerate_volume",
     "is_valid",
     "min_interatomic_distance",
     "smact_validity",
@@ -57,13 +59,29 @@ CDVAE_METALS: frozenset[str] = frozenset(
 )
 
 
+def cell_volume(structure: Structure) -> float:
+    """Cell volume (A^3), NaN for a non-finite lattice."""
+    matrix = structure.lattice.matrix
+    return float(abs(np.linalg.det(matrix))) if np.all(np.isfinite(matrix)) else float("nan")
+
+
+def degenerate_volume(volume: float) -> bool:
+    """A cell volume (A^3) that is not finite or below CDVAE's :data:`MIN_VOLUME`."""
+    return not (np.isfinite(volume) and abs(volume) >= MIN_VOLUME)
+
+
 def min_interatomic_distance(structure: Structure) -> float:
     """Smallest distance between two different sites, periodic images included (A).
 
     Uses pymatgen's minimum-image ``distance_matrix`` exactly as CDVAE does; the distance of a site
     to its own periodic image is not considered (CDVAE pads the diagonal). A one-site structure
-    returns ``inf``.
+    returns ``inf``. A degenerate cell (:func:`degenerate_volume`: non-finite lattice or volume
+    below :data:`MIN_VOLUME`) returns 0 without a search: its periodic images pack arbitrarily
+    close, and pymatgen's minimum-image search raises LinAlgError on a zero-volume lattice (which
+    a flow's predicted endpoint can have).
     """
+    if degenerate_volume(cell_volume(structure)):
+        return 0.0
     if len(structure) < 2:
         return math.inf
     dist = np.array(structure.distance_matrix, dtype=float)

@@ -135,6 +135,22 @@ def test_property_rewards():
     assert VolumeReward(32.0)([clash]) == [pytest.approx(CLASH_PENALTY)]
 
 
+@pytest.mark.parametrize("vectors", [
+    [[3, 0, 0], [0, 3, 0], [3, 3, 0]],  # coplanar: pymatgen's distance search raised LinAlgError
+    [[3, 0, 0], [0, 3, 0], [0, 0, float("nan")]],  # non-finite
+])
+def test_a_degenerate_predicted_cell_is_a_clash_not_an_error(vectors):
+    """Steering scores predicted endpoints, whose lattice can be flat (an MP-20 smc run of
+    session 11 stopped on one): the reward counts it as a clash instead of raising."""
+    from pymatgen.core import Lattice, Structure
+
+    from crystalflow.crystal_tasks.rewards import min_distance
+
+    flat = Structure(Lattice(vectors), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert min_distance(flat) == 0.0
+    assert VolumeReward(30.0)([flat])[0] >= CLASH_PENALTY
+
+
 @pytest.mark.parametrize("kwargs,name", [
     (dict(method="greedy"), "method"), (dict(particles=0), "particles"),
     (dict(resample_at=(0.5, 0.2)), "resample_at"), (dict(resample_at=(1.0,)), "resample_at"),
