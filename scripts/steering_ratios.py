@@ -42,32 +42,13 @@ def rate_ratio(k1: int, n1: int, k0: int, n0: int) -> tuple[float, float, float]
 
 def counts(path: Path, hull_floor: float) -> dict:
     """Counts of one per-structure stability CSV (denominator: every row)."""
-    import pandas as pd
+    from crystalflow.metrics.stability import read_stability_csv, stability_metrics
 
-    from crystalflow.metrics.stability import stability_metrics
-
-    records = read_records(pd.read_csv(path))
-    m = stability_metrics(records, hull_floor=hull_floor)
+    m = stability_metrics(read_stability_csv(path), hull_floor=hull_floor)
     n = m.num_structures
     return {"n": n, "stable": round(m.frac_stable * n), "sun": round(m.sun_rate * n),
             "sun_floor": round(m.sun_floor_rate * n), "below_floor": round(m.frac_below_floor * n),
             "unique": m.unique_rate, "novel": m.novel_rate}
-
-
-def read_records(table) -> list:
-    """:class:`~crystalflow.metrics.stability.StabilityRecord` rows of a stability CSV."""
-    from crystalflow.metrics.stability import StabilityRecord
-
-    def flag(v) -> bool | None:
-        return None if v != v else str(v) == "True"
-
-    return [StabilityRecord(
-        name=str(r["name"]), formula=str(r["formula"]), num_sites=int(r["num_sites"]),
-        energy_per_atom=float(r["chgnet_energy_per_atom"]),
-        initial_energy_per_atom=float(r["chgnet_initial_energy_per_atom"]),
-        e_above_hull=float(r["e_above_chgnet_hull"]), decomposition=str(r["decomposition"]),
-        relax_steps=int(r["relax_steps"]), converged=str(r["converged"]) == "True",
-        unique=flag(r["unique"]), novel=flag(r["novel"])) for _, r in table.iterrows()]
 
 
 def main() -> None:

@@ -55,6 +55,7 @@ __all__ = [
     "StabilityRecord",
     "StabilityResult",
     "evaluate_stability",
+    "read_stability_csv",
     "stability_metrics",
     "write_stability_csv",
 ]
@@ -317,3 +318,21 @@ def write_stability_csv(records: Sequence[StabilityRecord], path: str | Path) ->
             writer.writerow(row)
         write_text_atomic(path, f.getvalue())  # no half file after an interruption
     return path
+
+
+def read_stability_csv(path: str | Path) -> list[StabilityRecord]:
+    """The records of a CSV :func:`write_stability_csv` wrote (floats to its 6 decimals, empty
+    cells as NaN / ``None``; structures are not stored, so ``structure`` is ``None``)."""
+    def flag(text: str) -> bool | None:
+        return None if text == "" else text == "True"
+
+    def number(text: str) -> float:
+        return float(text) if text != "" else float("nan")
+
+    parse = {"num_sites": int, "relax_steps": int, "converged": lambda v: v == "True",
+             "unique": flag, "novel": flag, "error": lambda v: v or None,
+             **{c: number for c in ("energy_per_atom", "initial_energy_per_atom", "e_above_hull")}}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [StabilityRecord(**{c: parse.get(c, str)(row[CSV_HEADER.get(c, c)]) for c in CSV_COLUMNS})
+            for row in rows]

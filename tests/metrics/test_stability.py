@@ -249,3 +249,26 @@ def test_samples_below_the_hull_floor_are_counted_apart(tiny_hull):
     narrow = stability_metrics(records, hull_floor=0.0)
     assert narrow.frac_below_floor == pytest.approx(3 / 6) and narrow.sun_floor_rate == pytest.approx(1 / 6)
     assert stability_metrics([replace(r, unique=None) for r in records]).sun_floor_rate is None
+
+
+def test_stability_csv_round_trip(tiny_hull, tmp_path):
+    """``read_stability_csv`` gives back what ``write_stability_csv`` wrote (to 6 decimals), with
+    empty cells as NaN / None."""
+    from dataclasses import replace
+
+    from crystalflow.metrics.stability import read_stability_csv
+
+    result = evaluate_stability([nacl_prim(), nacl_prim()], tiny_hull, names=["a", "b"], train=[bcc_na()],
+                                relax_steps=0, progress=False)
+    broken = replace(result.records[0], name="c", e_above_hull=float("nan"), unique=None, novel=None,
+                     error="no hull for this chemical system")
+    records = [*result.records, broken]
+    back = read_stability_csv(write_stability_csv(records, tmp_path / "s.csv"))
+    assert len(back) == 3 and all(r.structure is None for r in back)
+    for got, want in zip(back, records):
+        for name in ("name", "formula", "num_sites", "decomposition", "relax_steps", "converged",
+                     "unique", "novel", "error"):
+            assert getattr(got, name) == getattr(want, name), name
+        for name in ("energy_per_atom", "initial_energy_per_atom", "e_above_hull"):
+            assert getattr(got, name) == pytest.approx(getattr(want, name), abs=1e-6, nan_ok=True), name
+    assert stability_metrics(back).sun_rate == stability_metrics(records).sun_rate
