@@ -107,8 +107,7 @@ def structure_validity(structure: Structure, cutoff: float = DISTANCE_CUTOFF) ->
     lattice = structure.lattice
     if not np.all(np.isfinite(lattice.matrix)) or min(lattice.abc) <= 0:
         return False
-    volume = float(lattice.volume)
-    if not np.isfinite(volume) or volume < MIN_VOLUME:
+    if degenerate_volume(float(lattice.volume)):
         return False
     if len(structure) and not np.all(np.isfinite(structure.frac_coords)):
         return False
