@@ -45,7 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden", type=positive_int, default=None,
                    help="network width (default: the network's, 128 for cspnet/sgnet, 64 for e3nn)")
     p.add_argument("--layers", type=positive_int, default=None,
-                   help="message-passing layers (default: the network's, 4 for cspnet/sgnet, 3 for e3nn)")
+                   help="message-passing layers (default: the network's, 4 for cspnet/sgnet, 3 for e3nn); "
+                        "with --task sgcsp --init-from, more than the checkpoint's grows it by identity "
+                        "layers (the same function at the start)")
     p.add_argument("--max-steps", type=positive_int, default=10000)
     p.add_argument("--max-minutes", type=positive_float, default=None, help="stop after this wall time")
     p.add_argument("--batch-size", type=positive_int, default=256)
@@ -70,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="start again in a used OUT (its last.pt, best.pt and log.csv are replaced)")
     p.add_argument("--init-from", default=None,
                    help="start from a checkpoint's weights (path or bundled name): a csp checkpoint for "
-                        "--task csp, sgcsp for sgcsp (its lattice chart and network size are kept), "
+                        "--task csp, sgcsp for sgcsp (its lattice chart and width are kept; depth can grow), "
                         "sgcsp for dng (the trunk; the type head starts fresh) or dng for dng (continued whole)")
     p.add_argument("--train-on-val", action="store_true",
                    help="--task sgcsp/dng on mp_20: also train on val.csv after its first 1,000 rows, "

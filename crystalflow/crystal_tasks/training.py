@@ -74,7 +74,8 @@ def _refuse_sgcsp_options(options: CrystalTrainOptions, task: str) -> None:
 
 def _init_checkpoint(options: CrystalTrainOptions, task: str) -> Checkpoint | None:
     """The ``init_from`` checkpoint of ``task`` (or None); its network name must be ``options.model``
-    when that is given, and a requested size must be the checkpoint's."""
+    when that is given, and a requested size must be the checkpoint's (for ``sgcsp`` a larger
+    depth is allowed: the network grows, :func:`_continued_model`)."""
     if not options.init_from:
         return None
     from crystalflow.flow_checkpoints import resolve_checkpoint
@@ -86,7 +87,8 @@ def _init_checkpoint(options: CrystalTrainOptions, task: str) -> Checkpoint | No
     if options.model is not None and options.model != ck.model_name:
         raise InputError(f"init_from checkpoint holds model {ck.model_name!r}, not model {options.model}",
                          parameters=("init_from", "model"))
-    check_size_matches(ck.model_config, options.hidden, options.layers)  # never ignored silently
+    check_size_matches(ck.model_config, options.hidden, options.layers,  # never ignored silently
+                       grow_layers=task == "sgcsp")
     return ck
 
 
@@ -204,7 +206,6 @@ def _symmetric_stats(data: TrainData, chart: LatticeChart, **extra) -> CrystalSt
 
 def build_sgcsp(data: TrainData, options: CrystalTrainOptions) -> Built:
     """An :class:`~crystalflow.crystal_tasks.sgcsp.SGCSPFlow` on the family lattice chart of the training set."""
-    from crystalflow.flow_checkpoints import model_from_checkpoint
     from crystalflow.models import build_model, default_size
     from crystalflow.crystal_tasks.sgcsp import SGCSPConfig, SGCSPFlow
     from crystalflow.symmetry import family_lattice_chart
@@ -215,10 +216,7 @@ def build_sgcsp(data: TrainData, options: CrystalTrainOptions) -> Built:
     init = _init_checkpoint(options, "sgcsp")
     if init is not None:
         chart = LatticeChart.from_state_dict(init.stats["lattice_chart"])
-        if options.self_condition and not init.model_config.get("self_condition", False):
-            model = _with_self_condition(init)
-        else:
-            model = model_from_checkpoint(init).train()
+        model = _continued_model(init, self_condition=options.self_condition, layers=options.layers)
     else:
         chart = family_lattice_chart(data.train.lattice, data.train.space_groups)
         size = default_size(name, options.hidden, options.layers)
@@ -231,14 +229,31 @@ def build_sgcsp(data: TrainData, options: CrystalTrainOptions) -> Built:
     return Built(flow, name, stats.to_dict())
 
 
-def _with_self_condition(init: Checkpoint) -> torch.nn.Module:
-    """``init``'s network (no self-conditioning) rebuilt with it: the same weights plus zero
-    columns for the estimate, so it computes the same function (in train mode)."""
+def _continued_model(init: Checkpoint, *, self_condition: bool = False,
+                     layers: int | None = None) -> torch.nn.Module:
+    """``init``'s network (train mode), grown as asked so that it computes the same function:
+    ``self_condition`` adds the estimate inputs as zero columns
+    (:func:`~crystalflow.models.cspnet.add_self_condition_columns`); ``layers`` above the
+    checkpoint's adds identity layers after its own
+    (:func:`~crystalflow.models.cspnet.add_identity_layers`). Neither asked: the checkpoint's
+    network as it is."""
+    from crystalflow.flow_checkpoints import model_from_checkpoint
     from crystalflow.models import build_model
-    from crystalflow.models.cspnet import add_self_condition_columns
+    from crystalflow.models.cspnet import add_identity_layers, add_self_condition_columns
 
-    model = build_model(init.model_name, {**init.model_config, "self_condition": True})
-    model.load_state_dict(add_self_condition_columns(init.weights, model.state_dict()), strict=True)
+    config = dict(init.model_config)
+    add_sc = self_condition and not config.get("self_condition", False)
+    deeper = layers is not None and layers > config["layers"]
+    if not (add_sc or deeper):
+        return model_from_checkpoint(init).train()
+    if add_sc:
+        config["self_condition"] = True
+    if deeper:
+        config["layers"] = layers
+    model = build_model(init.model_name, config)
+    target = model.state_dict()
+    model.load_state_dict(add_identity_layers(add_self_condition_columns(init.weights, target), target),
+                          strict=True)
     return model.train()
 
 

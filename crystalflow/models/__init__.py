@@ -36,21 +36,29 @@ def default_size(name: str, hidden: int | None = None, layers: int | None = None
     return {"hidden": h if hidden is None else hidden, "layers": l if layers is None else layers}
 
 
-def check_size_matches(config: dict, hidden: int | None, layers: int | None) -> None:
+def check_size_matches(config: dict, hidden: int | None, layers: int | None, *,
+                       grow_layers: bool = False) -> None:
     """Refuse a requested width / depth that differs from a checkpoint's network ``config``
-    (``--init-from`` keeps the checkpoint's size; ``None`` = not requested).
+    (``--init-from`` keeps the checkpoint's size; ``None`` = not requested). With
+    ``grow_layers`` a larger depth is allowed: the network grows by identity layers
+    (:func:`~crystalflow.models.cspnet.add_identity_layers`).
 
     Raises:
-        InputError: ``hidden`` or ``layers`` is given and differs.
+        InputError: ``hidden`` or ``layers`` is given and differs (``layers`` smaller, with
+            ``grow_layers``).
     """
     from crystalflow.errors import InputError
 
     for key, given in (("hidden", hidden), ("layers", layers)):
         kept = config.get(key)
-        if given is not None and given != kept:
-            raise InputError(f"{key} {given} differs from the init_from checkpoint's {kept}; "
-                             f"the checkpoint's network size is kept (drop {key})",
-                             parameters=(key, "init_from"))
+        if given is None or given == kept:
+            continue
+        if key == "layers" and grow_layers and kept is not None and given > kept:
+            continue
+        hint = (f"the checkpoint's network size is kept or grown by layers (layers >= {kept})"
+                if key == "layers" and grow_layers else "the checkpoint's network size is kept")
+        raise InputError(f"{key} {given} differs from the init_from checkpoint's {kept}; {hint}",
+                         parameters=(key, "init_from"))
 
 
 def build_model(name: str, config: dict | None = None):

@@ -13,11 +13,17 @@ further edge features (its chart and the Fourier features of its fractional diff
 invariances above hold) plus a flag that is 1 when an estimate is given. Without one they are zero.
 These columns come last in every edge MLP's first layer, so a network without self-conditioning
 gains it, computing the same function, by zero columns (:func:`add_self_condition_columns`).
+
+Depth: every layer is a residual update ``h + node_mlp(...)`` whose node MLP ends in
+``Linear, SiLU``; with that last linear at zero the layer is the identity (``SiLU(0) = 0``). So a
+trained network gains layers after its own, computing the same function and still learning
+(the zero linear's gradient is not zero), by :func:`add_identity_layers`.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 
 import torch
@@ -78,6 +84,34 @@ def add_self_condition_columns(weights: dict[str, torch.Tensor],
         want = target.get(key)
         if key.endswith("edge_mlp.0.weight") and want is not None and want.shape[1] > w.shape[1]:
             out[key] = torch.cat([w, w.new_zeros(w.shape[0], want.shape[1] - w.shape[1])], dim=1)
+    return out
+
+
+_LAYER_KEY = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+
+
+def add_identity_layers(weights: dict[str, torch.Tensor],
+                        target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``weights`` of a trained network as a state dict of ``target``, the same network with more
+    message-passing layers: the trained layers keep their weights, every further layer takes
+    ``target``'s (fresh) weights with its node MLP's last linear (``node_mlp.2``) at zero, so it
+    is the identity and the deeper network computes the same function.
+
+    Raises:
+        ValueError: ``target`` lacks a key of ``weights`` or holds a further key outside the
+            added layers (the networks differ in more than depth).
+    """
+    missing = [k for k in weights if k not in target]
+    if missing:
+        raise ValueError(f"the deeper network lacks {missing[:3]}: it differs in more than depth")
+    out = dict(weights)
+    for key, value in target.items():
+        if key in weights:
+            continue
+        if _LAYER_KEY.search(key) is None:
+            raise ValueError(f"{key} is new but not in an added layer: the networks differ in more than depth")
+        zero = key.endswith("node_mlp.2.weight") or key.endswith("node_mlp.2.bias")
+        out[key] = torch.zeros_like(value) if zero else value.clone()
     return out
 
 

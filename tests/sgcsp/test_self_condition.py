@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from crystalflow.crystal_tasks.sgcsp import SGCSPConfig, SGCSPFlow, sg_conditions
-from crystalflow.crystal_tasks.training import _with_self_condition
+from crystalflow.crystal_tasks.training import _continued_model
 from crystalflow.flow_checkpoints import make_flow_checkpoint
 from crystalflow.models import SGNet, SGNetConfig
 from crystalflow.models.cspnet import add_self_condition_columns
@@ -41,7 +41,7 @@ def test_zero_columns_add_self_conditioning_without_changing_the_function(datase
     columns), gives the same field with no estimate and with any estimate."""
     base = make_flow(dataset=dataset, layers=2)
     ck = make_flow_checkpoint("sgcsp", base, "sgnet", {}, base.model.state_dict(), None)
-    model = _with_self_condition(ck).double().eval()
+    model = _continued_model(ck, self_condition=True).double().eval()
     assert model.config.self_condition and not base.model.config.self_condition
     flow = SGCSPFlow(model, base.chart, base.config)
     b, x_t, _, t = _state(base, dataset)
