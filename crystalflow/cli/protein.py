@@ -6,7 +6,7 @@ import argparse
 import json
 
 from crystalflow.cli._checks import (
-    nonnegative_float, nonnegative_int, positive_float, positive_int, probability,
+    fraction, nonnegative_float, nonnegative_int, positive_float, positive_int, probability,
 )
 
 
@@ -60,7 +60,7 @@ def _register_train(psub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-scale", type=probability, default=0.1, help="lower clip of 1 - t in the loss weight")
     p.add_argument("--t-late-fraction", type=probability, default=0.0,
                    help="fraction of training times drawn from U(--t-late-min, 1)")
-    p.add_argument("--t-late-min", type=probability, default=0.8)
+    p.add_argument("--t-late-min", type=fraction, default=0.8)
     p.add_argument("--val-every", type=positive_int, default=250)
     p.add_argument("--val-size", type=positive_int, default=32, help="held-out crops per validation")
     p.add_argument("--seed", type=int, default=0)

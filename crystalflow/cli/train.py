@@ -13,7 +13,7 @@ import argparse
 import json
 
 from crystalflow.cli._checks import (
-    fraction, nonnegative_float, nonnegative_int, positive_float, positive_int,
+    fraction, nonnegative_float, nonnegative_int, positive_float, positive_int, probability,
 )
 
 #: the networks ``--model`` accepts: the keys of :data:`crystalflow.models.MODELS` (listed here so
@@ -58,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--self-condition", action="store_true",
                    help="sgcsp: a self-conditioned network (it also reads its previous estimate of the "
                         "crystal); added with zero-started inputs to an --init-from network without it")
+    p.add_argument("--t-late-fraction", type=probability, default=0.0,
+                   help="sgcsp: fraction of training times drawn from U(--t-late-min, 1) instead of U(0, 1)")
+    p.add_argument("--t-late-min", type=fraction, default=0.8)
     p.add_argument("--lattice-weight", type=nonnegative_float, default=None,
                    help="lattice loss weight (default 0.1 for csp, 0.5 for sgcsp)")
     p.add_argument("--val-every", type=positive_int, default=500)
@@ -99,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         dataset=args.dataset, data=args.data, data_dir=args.data_dir, val_fraction=args.val_fraction,
         split_seed=args.split_seed, model=args.model, hidden=args.hidden, layers=args.layers,
         lattice_weight=args.lattice_weight, align_orbits=args.align_orbits,
-        self_condition=args.self_condition, val_size=args.val_size,
+        self_condition=args.self_condition, t_late_fraction=args.t_late_fraction,
+        t_late_min=args.t_late_min, val_size=args.val_size,
         val_steps=args.val_steps, seed=args.seed, init_from=args.init_from,
         train_on_val=args.train_on_val)
     config = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,

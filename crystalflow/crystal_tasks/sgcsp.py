@@ -54,7 +54,7 @@ from crystalflow.flow_checkpoints import TaskFlow, rebuild_flow
 from crystalflow.losses import LossOutput, cfm_loss
 from crystalflow.manifolds import Euclidean, FlatTorus, LatticeChart
 from crystalflow.models.conditions import SGConditions
-from crystalflow.paths import GeodesicPath, WyckoffPath
+from crystalflow.paths import GeodesicPath, WyckoffPath, sample_times
 from crystalflow.solvers import integrate
 from crystalflow.symmetry import (
     SymmetryBatch,
@@ -91,6 +91,8 @@ class SGCSPConfig:
     anti_annealing_lattice: float = 0.0
     align_orbits: bool = False  # training coupling: nearest equivalent orbit point as the target
     self_condition_prob: float = 0.5  # self-conditioned network: batches trained with an estimate
+    t_late_fraction: float = 0.0  # training times: this fraction from U(t_late_min, 1), the rest U(0, 1)
+    t_late_min: float = 0.8
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -200,7 +202,9 @@ class SGCSPFlow(TaskFlow):
         if sym is None:
             raise ValueError("the space-group conditioned flow needs batches with a symmetry field")
         x0 = self.prior(sym, dtype=batch.frac.dtype, generator=generator)
-        t = torch.rand(batch.num_crystals, generator=generator, dtype=batch.frac.dtype, device=batch.device)
+        t = sample_times(batch.num_crystals, late_fraction=self.config.t_late_fraction,
+                         late_min=self.config.t_late_min, dtype=batch.frac.dtype, generator=generator,
+                         device=batch.device)
         x_t, target = self.path(x0, batch, t)
         cond = sg_conditions(batch.atom_types, sym)
         inputs = x_t

@@ -37,6 +37,8 @@ class CrystalTrainOptions:
         align_orbits: sgcsp coupling (nearest equivalent orbit point as the target).
         self_condition: sgcsp: a self-conditioned network (added to an ``init_from`` network
             without it as zero-started inputs, so training starts from the same function).
+        t_late_fraction / t_late_min: sgcsp: this fraction of training times is drawn from
+            ``U(t_late_min, 1)`` instead of ``U(0, 1)`` (:func:`crystalflow.paths.sample_times`).
         val_size / val_steps: validation crystals per check and ODE steps of their samples.
         seed: seed of the weights, the validation samples and the batches.
         init_from: a checkpoint (path or bundled name) to start from.
@@ -56,6 +58,8 @@ class CrystalTrainOptions:
     lattice_weight: float | None = None
     align_orbits: bool = False
     self_condition: bool = False
+    t_late_fraction: float = 0.0
+    t_late_min: float = 0.8
     val_size: int = 200
     val_steps: int = 50
     seed: int = 0
@@ -64,9 +68,9 @@ class CrystalTrainOptions:
 
 
 def _refuse_sgcsp_options(options: CrystalTrainOptions, task: str) -> None:
-    """``align_orbits`` and ``self_condition`` are sgcsp options: other tasks refuse them instead
-    of ignoring them."""
-    for name in ("align_orbits", "self_condition"):
+    """``align_orbits``, ``self_condition`` and ``t_late_fraction`` are sgcsp options: other tasks
+    refuse them instead of ignoring them."""
+    for name in ("align_orbits", "self_condition", "t_late_fraction"):
         if getattr(options, name):
             raise InputError(f"{name} applies to task sgcsp only, not task {task}",
                              parameters=(name, "task"))
@@ -222,7 +226,9 @@ def build_sgcsp(data: TrainData, options: CrystalTrainOptions) -> Built:
         size = default_size(name, options.hidden, options.layers)
         model = build_model(name, {**size, "self_condition": options.self_condition})
     weight = 0.5 if options.lattice_weight is None else options.lattice_weight
-    flow = SGCSPFlow(model, chart, SGCSPConfig(lattice_weight=weight, align_orbits=options.align_orbits))
+    flow = SGCSPFlow(model, chart, SGCSPConfig(lattice_weight=weight, align_orbits=options.align_orbits,
+                                               t_late_fraction=options.t_late_fraction,
+                                               t_late_min=options.t_late_min))
     stats = _symmetric_stats(data, chart, elements=elements_seen(data.train.atom_types, init))
     if init is not None:
         stats = stats.with_init(str(options.init_from), init.stats)

@@ -35,7 +35,7 @@ from crystalflow.errors import InputError
 from crystalflow.losses import LossOutput, cfm_loss
 from crystalflow.manifolds import Euclidean
 from crystalflow.manifolds.so3 import SO3, so3_exp
-from crystalflow.paths import GeodesicPath, ProductPath
+from crystalflow.paths import GeodesicPath, ProductPath, sample_times
 from crystalflow.proteins.dataset import BackboneBatch
 from crystalflow.proteins.frames import atoms_from_frames, centre, kabsch_rotation
 from crystalflow.proteins.guidance import CLASH_RADIUS, clash_energy, relax_clashes
@@ -267,14 +267,9 @@ class BackboneFlow:
                      generator: torch.Generator | None = None,
                      device: torch.device | str | None = None) -> torch.Tensor:
         """``[n]`` training times on ``device``: ``U(0, 1)``, or ``U(t_late_min, 1)`` with
-        probability ``t_late_fraction`` (drawn on the generator's device)."""
-        cfg = self.config
-        dev = generator.device if generator is not None else device
-        t = torch.rand(n, generator=generator, dtype=dtype, device=dev)
-        if cfg.t_late_fraction > 0:
-            late = torch.rand(n, generator=generator, dtype=dtype, device=dev) < cfg.t_late_fraction
-            t = torch.where(late, cfg.t_late_min + (1 - cfg.t_late_min) * t, t)
-        return t.to(device) if device is not None else t
+        probability ``t_late_fraction`` (:func:`crystalflow.paths.sample_times`)."""
+        return sample_times(n, late_fraction=self.config.t_late_fraction, late_min=self.config.t_late_min,
+                            dtype=dtype, generator=generator, device=device)
 
     def aux_loss(self, x1_hat: dict[str, torch.Tensor], x1: dict[str, torch.Tensor],
                  mask: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -205,7 +205,7 @@ def test_the_entry_puts_network_and_batches_on_the_requested_device(task):
     assert tensors and all(t.device == meta for t in tensors)
 
 
-@pytest.mark.parametrize("option", ("align_orbits", "self_condition"))
+@pytest.mark.parametrize("option", ("align_orbits", "self_condition", "t_late_fraction"))
 @pytest.mark.parametrize("task", ("csp", "dng"))
 def test_tasks_refuse_options_they_cannot_use(task, option):
     """``align_orbits`` and ``self_condition`` (sgcsp options) are refused by the other crystal
