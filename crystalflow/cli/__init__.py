@@ -100,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
+            # deprecations inside libraries are for their developers (Python hides them from users
+            # too; pytest's filters would otherwise print torch_geometric's on its first import)
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
             return int(args.func(args) or 0)
     except CrystalflowError as exc:
         print(f"error: {flag_message(exc)}", file=sys.stderr)
