@@ -33,6 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-samples", type=positive_int, default=1,
                    help="structures per composition: 1 writes <id>.cif, K > 1 the K best as "
                    "<id>_0.cif ... <id>_<K-1>.cif")
+    p.add_argument("--candidates", type=positive_int, metavar="K",
+                   help="with --space-group / --use-space-group: sample K structures per composition "
+                   "and keep the --num-samples lowest in CHGNet energy per atom (default: "
+                   "--num-samples samples, not ranked)")
     p.add_argument("--steps", type=positive_int, help="ODE steps (default: the checkpoint's)")
     p.add_argument("--method", choices=["euler", "midpoint", "rk4"])
     p.add_argument("--checkpoint", help="checkpoint path or bundled name (default: csp_mp_20.pt, "
@@ -123,6 +127,11 @@ def run(args: argparse.Namespace) -> int:
                          "pipeline; drop them with --p1 / --space-group / --use-space-group")
     if args.p1 and (args.space_group is not None or args.use_space_group):
         raise InputError("--p1 is the P1 flow alone; it does not take --space-group / --use-space-group")
+    if args.candidates is not None and not (args.space_group is not None or args.use_space_group):
+        raise InputError("--candidates goes with --space-group / --use-space-group (the composition "
+                         "pipeline ranks its own candidates)")
+    if args.candidates is not None and args.candidates < args.num_samples:
+        raise InputError(f"--candidates ({args.candidates}) must be at least --num-samples ({args.num_samples})")
     if not flow_mode:
         config = pipeline_config(args)  # InputError on bad settings, before any work
         if args.checkpoint:  # the P1 flow of the pipeline's p1 / fallback candidates
@@ -229,7 +238,8 @@ def _run_flow_csv(args: argparse.Namespace) -> int:
     try:
         if args.use_space_group:
             res = predict_from_csv_with_space_group(args.from_csv, args.out, symprec=args.symprec,
-                                                    workers=args.workers, **common)
+                                                    workers=args.workers, candidates=args.candidates,
+                                                    **common)
         else:
             res = predict_from_csv(args.from_csv, args.out, **common)
     except NoUsableRows as exc:
@@ -275,7 +285,8 @@ def _run_flow_composition(args: argparse.Namespace) -> int:
     if sg is None:
         structures = predict(args.composition, p1=True, **common)
     else:
-        structures = predict_with_space_group(args.composition, sg, wyckoff=args.wyckoff, **common)
+        structures = predict_with_space_group(args.composition, sg, wyckoff=args.wyckoff,
+                                              candidates=args.candidates, **common)
     sized = args.num_atoms is not None or args.formula_units is not None
     counts = Counter(types)
     stem = _formula_stem(counts if sized or sg is None else _reduced(counts))

@@ -87,7 +87,8 @@ def distinct_best(ranked: Sequence[Candidate], k: int) -> list[Candidate]:
     ``StructureMatcher`` (ltol 0.05, stol 0.05, angle 1, volumes scaled) matches to a better one
     is passed over, so two templates related by an origin shift (Pm-3m perovskites written on
     1a/1b/3c and on 1b/1a/3d) do not fill two of the ``--num-samples`` places while a distorted
-    variant waits. When fewer than ``k`` distinct crystals exist, the passed-over ones fill up."""
+    variant waits. When fewer than ``k`` distinct crystals exist, the passed-over ones fill up,
+    then invalid candidates (atoms closer than 0.5 A): a valid repeat beats an invalid crystal."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     if k <= 1:
@@ -95,12 +96,16 @@ def distinct_best(ranked: Sequence[Candidate], k: int) -> list[Candidate]:
     matcher = StructureMatcher(ltol=0.05, stol=0.05, angle_tol=1.0)
     out: list[Candidate] = []
     repeats: list[Candidate] = []
+    invalid: list[Candidate] = []
     for c in ranked:
         if len(out) == k:
             break
+        if c.min_distance < 0.5:  # known to be invalid (NaN: not measured, kept in the race)
+            invalid.append(c)
+            continue
         try:
             seen = any(matcher.fit(c.structure, o.structure) for o in out)
         except Exception:  # a degenerate cell: keep it, the output check flags it
             seen = False
         (repeats if seen else out).append(c)
-    return out + repeats[:k - len(out)]
+    return (out + repeats + invalid)[:k]

@@ -18,7 +18,9 @@ from crystalflow.crystal_tasks.composition import atom_types_for, check_trained_
 from crystalflow.crystal_tasks.csp import CSPFlow
 from crystalflow.errors import InputError
 from crystalflow.models.conditions import Conditions
-from crystalflow.outputs import prepare_output_dir, write_samples
+from crystalflow.outputs import (
+    CHECKED_COLUMNS, prepare_output_dir, safe_stems, write_checked, write_samples, write_summary_csv,
+)
 from crystalflow.pretrained import load_pretrained
 from crystalflow.crystal_tasks.wyckoff_requests import MAX_TEMPLATES, templates_for  # noqa: F401 (re-exported)
 
@@ -196,7 +198,7 @@ def predict_with_space_group(
     num_atoms: int | None = None, formula_units: int | None = None, num_samples: int = 1,
     steps: int | None = None, method: str | None = None,
     checkpoint: str | os.PathLike | None = None, seed: int = 0, retries: int = 3,
-    allow_unseen: bool = False,
+    allow_unseen: bool = False, candidates: int | None = None,
 ) -> list[Structure]:
     """Predict ``num_samples`` conventional cells of a composition in a given space group.
 
@@ -204,10 +206,15 @@ def predict_with_space_group(
     :func:`templates_for`) and the samples cycle through them. Samples not in the requested
     group (spglib, symprec 0.1) or with atoms closer than 0.5 A are re-sampled, at most
     ``retries`` rounds, from templates that have not failed. Elements the checkpoint never saw
-    in training are refused unless ``allow_unseen``.
+    in training are refused unless ``allow_unseen``. With ``candidates`` K (>= ``num_samples``),
+    K samples are drawn (cycling through the templates) and the ``num_samples`` lowest in CHGNet
+    energy are returned, best first (:func:`lowest_energy_samples`).
     """
     if num_samples < 1:
         raise InputError("num_samples must be >= 1", parameters=("num_samples",))
+    if candidates is not None and candidates < num_samples:
+        raise InputError(f"candidates ({candidates}) must be at least num_samples ({num_samples})",
+                         parameters=("candidates", "num_samples"))
     flow, ckpt = load_pretrained(checkpoint, task="sgcsp")
     check_trained_elements(atom_types_for(composition), ckpt.stats, allow_unseen=allow_unseen)
     max_atoms = ckpt.stats.get("max_atoms")
@@ -218,10 +225,15 @@ def predict_with_space_group(
         raise InputError(f"{templates[0].num_atoms} atoms in the conventional cell is more than "
                          f"this checkpoint supports ({max_atoms})")
     templates = [t for t in templates if t not in too_big]
-    chosen = [templates[i % len(templates)] for i in range(num_samples)]
+    total = num_samples if candidates is None else candidates
+    chosen = [templates[i % len(templates)] for i in range(total)]
     structures = sample_symmetric_structures(flow, chosen, steps=steps, method=method, seed=seed)
-    return _resample_failures(flow, templates, chosen, structures, space_group, retries=retries,
-                              steps=steps, method=method, seed=seed)
+    structures = _resample_failures(flow, templates, chosen, structures, space_group, retries=retries,
+                                    steps=steps, method=method, seed=seed)
+    if candidates is None:
+        return structures
+    return [c.structure for c in lowest_energy_samples([structures], num_samples,
+                                                       requested=[space_group])[0]]
 
 
 def _resample_failures(flow, templates: Sequence, chosen: list, structures: list[Structure],
@@ -252,11 +264,62 @@ def _resample_failures(flow, templates: Sequence, chosen: list, structures: list
     return structures
 
 
+def lowest_energy_samples(samples: Sequence[Sequence[Structure]], keep: int, *,
+                          requested: Sequence[int | None] | None = None, batch_size: int = 64,
+                          progress: bool = False) -> list[list]:
+    """Each composition's ``keep`` best samples by CHGNet energy.
+
+    Args:
+        samples: per composition, its candidate structures (any number, any cells).
+        keep: structures kept per composition (at most its number of samples).
+        requested: per composition, the space group asked for (``None``: any); samples spglib
+            (symprec 0.1) finds in it go before those it does not, so the energy ranking does not
+            trade the requested symmetry for a lower energy.
+    Returns:
+        per composition, :class:`~crystalflow.crystal_tasks.candidates.Candidate` objects (source
+        ``"flow"``, ``energy`` and ``check`` set) best first: valid ones (atoms >= 0.5 A apart)
+        before invalid, in the requested group before outside it (a repeat in the group before a
+        different crystal outside it), then by static CHGNet energy per atom as sampled
+        (:func:`rank_candidates`, no template vote), different crystals before repeats
+        (:func:`distinct_best`). Invalid samples and cells CHGNet cannot evaluate
+        are not given to CHGNet and rank last.
+    """
+    from crystalflow.checks import check_structure
+    from crystalflow.crystal_tasks.candidates import Candidate, distinct_best, rank_candidates
+    from crystalflow.metrics.energy import static_energies
+
+    if keep < 1:
+        raise InputError("keep must be >= 1", parameters=("keep",))
+    if requested is None:
+        requested = [None] * len(samples)
+    if len(requested) != len(samples):
+        raise InputError(f"{len(requested)} requested space groups for {len(samples)} compositions",
+                         parameters=("requested",))
+    cands = []
+    for group, sg in zip(samples, requested):
+        checks = [check_structure(s, sg) for s in group]
+        cands.append([Candidate(s, "flow", min_distance=ch.min_distance, check=ch)
+                      for s, ch in zip(group, checks)])
+    valid = [c for group in cands for c in group if c.min_distance >= 0.5]
+    for c, e in zip(valid, static_energies([c.structure for c in valid], batch_size=batch_size,
+                                           progress=progress)):
+        c.energy = e
+    out = []
+    for group in cands:
+        ranked = rank_candidates(group, rank="energy", energy_weight=1.0)
+        inside = [c for c in ranked if c.min_distance >= 0.5 and c.check.keeps_space_group]
+        best = distinct_best(inside, keep)
+        rest = [c for c in ranked if not (c.min_distance >= 0.5 and c.check.keeps_space_group)]
+        out.append(best + distinct_best(rest, keep - len(best)))
+    return out
+
+
 def predict_from_csv_with_space_group(
     csv_path: str | os.PathLike, out_dir: str | os.PathLike, *, limit: int | None = None,
     num_samples: int = 1, steps: int | None = None, method: str | None = None,
     checkpoint: str | os.PathLike | None = None, seed: int = 0, batch_size: int = 256,
     progress: bool = True, symprec: float = 0.1, workers: int = 1, overwrite: bool = False,
+    candidates: int | None = None, chunk: int = 512,
 ) -> BatchPrediction:
     """Predict every CSV row conditioned on its own space group and Wyckoff template.
 
@@ -265,11 +328,22 @@ def predict_from_csv_with_space_group(
     :func:`predict_from_csv`, each checked against its row's space group (summary.csv). Rows
     spglib cannot analyse, or too large for the checkpoint, are skipped (``skipped_rows``).
     ``workers`` processes analyse the rows (the analysis is cached).
+
+    With ``candidates`` K (>= ``num_samples``) each row gets K samples and the ``num_samples``
+    lowest in CHGNet energy are written (:func:`lowest_energy_samples`; summary.csv gains
+    ``energy_per_atom``), ``chunk`` rows at a time so an interruption keeps the finished chunks.
+    Sample k of chunk c uses seed ``seed + c * K + k``, so with one chunk, sample 0 is the
+    unranked run's sample 0.
     """
     from crystalflow.crystals.symmetric import SymmetricDataset
 
     if num_samples < 1:
         raise InputError("num_samples must be >= 1", parameters=("num_samples",))
+    if candidates is not None and candidates < num_samples:
+        raise InputError(f"candidates ({candidates}) must be at least num_samples ({num_samples})",
+                         parameters=("candidates", "num_samples"))
+    if chunk < 1:
+        raise InputError("chunk must be >= 1", parameters=("chunk",))
     flow, ckpt = load_pretrained(checkpoint, task="sgcsp")
     # the same analysis as training data (cached on disk by file content, so a second run or a
     # larger limit of an analysed split costs nothing); unanalysable rows come back as skipped_rows
@@ -290,10 +364,44 @@ def predict_from_csv_with_space_group(
         raise NoUsableRows(f"no row of {csv_path} can be predicted ({len(skipped)} skipped)", tuple(skipped))
     out = prepare_output_dir(out_dir, overwrite=overwrite)
 
-    def structures(k: int) -> list[Structure]:
-        return sample_symmetric_structures(flow, templates, steps=steps, method=method,
-                                           seed=seed + k, batch_size=batch_size, progress=progress)
+    if candidates is None:
+        def structures(k: int) -> list[Structure]:
+            return sample_symmetric_structures(flow, templates, steps=steps, method=method,
+                                               seed=seed + k, batch_size=batch_size, progress=progress)
 
-    rows = write_samples(out, ids, num_samples, structures, [t.space_group for t in templates])
+        rows = write_samples(out, ids, num_samples, structures, [t.space_group for t in templates])
+    else:
+        rows = _write_lowest_energy(out, ids, templates, flow, num_samples, candidates, chunk,
+                                    steps=steps, method=method, seed=seed, batch_size=batch_size,
+                                    progress=progress)
     return BatchPrediction(written=len(rows), rows=len(data) + data.skipped, out_dir=out,
                            summary=tuple(rows), skipped_rows=tuple(skipped))
+
+
+def _write_lowest_energy(out: Path, ids: Sequence[str], templates: Sequence, flow, num_samples: int,
+                         candidates: int, chunk: int, *, steps: int | None, method: str | None,
+                         seed: int, batch_size: int, progress: bool) -> list[dict]:
+    """:func:`predict_from_csv_with_space_group` with ``candidates``: per chunk of rows, sample
+    ``candidates`` structures per row, write the ``num_samples`` lowest in CHGNet energy and
+    rewrite summary.csv; returns the summary rows."""
+    stems = safe_stems(ids)
+    rows: list[dict] = []
+    starts = range(0, len(ids), chunk)
+    for c, lo in enumerate(tqdm(starts, disable=not progress or len(starts) == 1, desc="chunks",
+                                unit="chunk")):
+        part = list(templates[lo:lo + chunk])
+        draws = [sample_symmetric_structures(flow, part, steps=steps, method=method,
+                                             seed=seed + c * candidates + k, batch_size=batch_size,
+                                             progress=progress) for k in range(candidates)]
+        best = lowest_energy_samples([list(group) for group in zip(*draws)], num_samples,
+                                     requested=[t.space_group for t in part], progress=progress)
+        outputs = [(stem, r, cand.structure, t.space_group)
+                   for stem, t, group in zip(stems[lo:lo + chunk], part, best)
+                   for r, cand in enumerate(group)]
+        energies = [cand.energy for group in best for cand in group]
+        written = write_checked(out, outputs, num_samples)
+        for row, e in zip(written, energies):
+            row["energy_per_atom"] = "" if e is None else round(e, 5)
+        rows += written
+        write_summary_csv(out, rows, CHECKED_COLUMNS + ("energy_per_atom",))
+    return rows

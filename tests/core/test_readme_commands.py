@@ -177,6 +177,9 @@ MIRRORS: dict[str, Mirror] = {
                lambda w, o: files("d8", [f"{i}.cif" for i in MP20_IDS])(w, o)),
     "crystalflow evaluate csp --predictions d8 --reference ../shared/data/mp_20/test.csv.gz "
     "--limit 20 --json --space-group": Mirror({"--limit": "2"}, json_keys("space_group_kept"), (D8,)),
+    "crystalflow predict --from-csv ../shared/data/mp_20/test.csv.gz --use-space-group --candidates 4 "
+    "--limit 20 --out d8r": Mirror({"--limit": "2", "--steps": "5", "--candidates": "2"},
+                                   lambda w, o: files("d8r", [f"{i}.cif" for i in MP20_IDS])(w, o)),
     "crystalflow predict --composition SrTiO3 --p1 --num-samples 2 --out d9":
         Mirror({"--steps": "3"}, files("d9", ["SrTiO3_0.cif", "SrTiO3_1.cif"])),
     "crystalflow train --dataset perov_5 --data-dir ../shared/data --out runs/perov_5 --max-steps 9000":

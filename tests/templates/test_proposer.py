@@ -186,3 +186,6 @@ def test_distinct_best_puts_different_crystals_first():
     assert [c.structure for c in distinct_best(ranked, 2)] == [perov, other]
     assert [c.structure for c in distinct_best(ranked, 3)] == [perov, other, shifted]
     assert distinct_best(ranked, 1)[0].structure is perov
+    # a crystal with overlapping atoms waits behind a valid repeat
+    broken = Candidate(other, "flow", min_distance=0.1)
+    assert [c.structure for c in distinct_best(ranked[:2] + [broken], 2)] == [perov, shifted]
