@@ -17,7 +17,10 @@ from crystalflow.crystal_tasks.dng import Skeleton
 from crystalflow.pretrained import load_pretrained
 from crystalflow.symmetry import WyckoffTemplate
 
-ATOL = 1e-5
+#: float32 kernels differ between CPUs: on the session-14 machine (a different Xeon from the one
+#: that recorded the values) the midpoint MP-20 case moved one coordinate by 1.5e-5; a change of the
+#: sampling mathematics (one solver step more or less, another prior draw) moves them by 1e-2 or more
+ATOL = 1e-4
 
 SGCSP_CASES = {
     # (checkpoint, method): (templates, representatives, lattice parameters)
