@@ -212,9 +212,7 @@ def predict_with_space_group(
     """
     if num_samples < 1:
         raise InputError("num_samples must be >= 1", parameters=("num_samples",))
-    if candidates is not None and candidates < num_samples:
-        raise InputError(f"candidates ({candidates}) must be at least num_samples ({num_samples})",
-                         parameters=("candidates", "num_samples"))
+    _check_candidates(candidates, num_samples)
     flow, ckpt = load_pretrained(checkpoint, task="sgcsp")
     check_trained_elements(atom_types_for(composition), ckpt.stats, allow_unseen=allow_unseen)
     max_atoms = ckpt.stats.get("max_atoms")
@@ -234,6 +232,13 @@ def predict_with_space_group(
         return structures
     return [c.structure for c in lowest_energy_samples([structures], num_samples,
                                                        requested=[space_group])[0]]
+
+
+def _check_candidates(candidates: int | None, num_samples: int) -> None:
+    """Refuse ``candidates`` (samples drawn per composition) fewer than the ``num_samples`` kept."""
+    if candidates is not None and candidates < num_samples:
+        raise InputError(f"candidates ({candidates}) must be at least num_samples ({num_samples})",
+                         parameters=("candidates", "num_samples"))
 
 
 def _resample_failures(flow, templates: Sequence, chosen: list, structures: list[Structure],
@@ -307,10 +312,8 @@ def lowest_energy_samples(samples: Sequence[Sequence[Structure]], keep: int, *,
     out = []
     for group in cands:
         ranked = rank_candidates(group, rank="energy", energy_weight=1.0)
-        inside = [c for c in ranked if c.min_distance >= 0.5 and c.check.keeps_space_group]
-        best = distinct_best(inside, keep)
-        rest = [c for c in ranked if not (c.min_distance >= 0.5 and c.check.keeps_space_group)]
-        out.append(best + distinct_best(rest, keep - len(best)))
+        best = distinct_best([c for c in ranked if c.check.ok], keep)  # valid and in the group
+        out.append(best + distinct_best([c for c in ranked if not c.check.ok], keep - len(best)))
     return out
 
 
@@ -339,9 +342,7 @@ def predict_from_csv_with_space_group(
 
     if num_samples < 1:
         raise InputError("num_samples must be >= 1", parameters=("num_samples",))
-    if candidates is not None and candidates < num_samples:
-        raise InputError(f"candidates ({candidates}) must be at least num_samples ({num_samples})",
-                         parameters=("candidates", "num_samples"))
+    _check_candidates(candidates, num_samples)
     if chunk < 1:
         raise InputError("chunk must be >= 1", parameters=("chunk",))
     flow, ckpt = load_pretrained(checkpoint, task="sgcsp")
