@@ -14,7 +14,7 @@ import numpy as np
 from pymatgen.core import Structure
 from scipy.stats import wasserstein_distance
 
-__all__ = ["densities", "num_elements", "wasserstein_density", "wasserstein_num_elements"]
+__all__ = ["densities", "num_elements", "wasserstein_1d", "wasserstein_density", "wasserstein_num_elements"]
 
 
 def densities(structures: Sequence[Structure]) -> np.ndarray:
@@ -27,7 +27,8 @@ def num_elements(structures: Sequence[Structure]) -> np.ndarray:
     return np.array([len(s.composition.elements) for s in structures], dtype=float)
 
 
-def _wdist(a: np.ndarray, b: np.ndarray) -> float:
+def wasserstein_1d(a: np.ndarray, b: np.ndarray) -> float:
+    """1-D Wasserstein distance of two value sets ``(n,)`` and ``(m,)``; ``nan`` when either is empty."""
     if len(a) == 0 or len(b) == 0:
         return float("nan")
     return float(wasserstein_distance(a, b))
@@ -38,7 +39,7 @@ def wasserstein_density(samples: Sequence[Structure], reference: Sequence[Struct
 
     Pass only the valid samples to follow CDVAE. ``nan`` when either set is empty.
     """
-    return _wdist(densities(samples), densities(reference))
+    return wasserstein_1d(densities(samples), densities(reference))
 
 
 def wasserstein_num_elements(samples: Sequence[Structure], reference: Sequence[Structure]) -> float:
@@ -46,4 +47,4 @@ def wasserstein_num_elements(samples: Sequence[Structure], reference: Sequence[S
 
     Pass only the valid samples to follow CDVAE. ``nan`` when either set is empty.
     """
-    return _wdist(num_elements(samples), num_elements(reference))
+    return wasserstein_1d(num_elements(samples), num_elements(reference))

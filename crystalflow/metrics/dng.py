@@ -10,6 +10,11 @@ Conventions (CDVAE ``GenEval``, followed by DiffCSP, FlowMM and SymmCD):
 
 CDVAE subsamples 1,000 valid samples for the property metrics; this module uses every valid sample
 (pass a subset to reproduce the subsampling).
+
+The distribution metrics (``d_rho``, ``d_elem``, ``d_sg``) of a *finite* sample set are not zero
+even for a perfect generator: :func:`sampling_floor` measures what ``n`` crystals drawn from the
+reference distribution itself score, and :func:`dng_metrics` reports it beside each distance
+(``floor_*``), so a distance can be read against the noise of its own sample size.
 """
 
 from __future__ import annotations
@@ -21,15 +26,15 @@ from typing import Sequence
 
 import numpy as np
 from pymatgen.core import Structure
-from scipy.stats import wasserstein_distance
 
 from crystalflow.metrics._parallel import parallel_map
 from crystalflow.metrics.coverage import coverage, coverage_cutoffs
+from crystalflow.metrics.distribution import wasserstein_1d
 from crystalflow.metrics.reference import ReferenceProfile, profile_structures
 from crystalflow.metrics.symmetry import d_sg, fraction_above_p1
 from crystalflow.metrics.validity import smact_validity, structure_validity
 
-__all__ = ["DNGMetrics", "dng_metrics", "validity_flags"]
+__all__ = ["DNGMetrics", "SamplingFloor", "dng_metrics", "sampling_floor", "validity_flags"]
 
 
 def _validity_task(structure: Structure) -> tuple[bool, bool]:
@@ -56,6 +61,10 @@ class DNGMetrics:
         cov_recall, cov_precision: CDVAE coverage (``None`` when skipped).
         wdist_density, wdist_num_elems: CDVAE Wasserstein distances (valid samples vs reference).
         d_sg: SymmCD Jensen-Shannon distance of space-group distributions (valid samples).
+        floor_wdist_density, floor_wdist_num_elems, floor_d_sg: the same three distances for as
+            many crystals as there are valid samples, bootstrapped from the reference (mean over
+            :data:`FLOOR_REPEATS` draws, :func:`sampling_floor`): what a perfect generator scores
+            with this many samples against a reference of this size (``nan`` without valid samples).
         frac_above_p1: valid samples with a space group above P1.
         num_templates, num_novel_templates: distinct / training-novel Wyckoff templates.
         unique_rate, novel_rate, unique_novel_rate: among valid samples (StructureMatcher).
@@ -71,6 +80,9 @@ class DNGMetrics:
     wdist_density: float
     wdist_num_elems: float
     d_sg: float
+    floor_wdist_density: float
+    floor_wdist_num_elems: float
+    floor_d_sg: float
     frac_above_p1: float
     num_templates: int
     num_novel_templates: int | None
@@ -87,8 +99,69 @@ class DNGMetrics:
         return asdict(self)
 
 
-def _wdist(a: np.ndarray, b: np.ndarray) -> float:
-    return float(wasserstein_distance(a, b)) if len(a) and len(b) else float("nan")
+#: draws averaged by the floor :func:`dng_metrics` reports
+FLOOR_REPEATS = 20
+
+
+@dataclass(frozen=True)
+class SamplingFloor:
+    """Distribution distances of ``num`` crystals drawn from a reference distribution.
+
+    Each distance is ``(mean, standard deviation)`` over ``repeats`` independent draws.
+    """
+
+    num: int
+    repeats: int
+    wdist_density: tuple[float, float]
+    wdist_num_elems: tuple[float, float]
+    d_sg: tuple[float, float]
+
+
+def sampling_floor(
+    reference: ReferenceProfile,
+    num: int,
+    *,
+    pool: ReferenceProfile | None = None,
+    repeats: int = FLOOR_REPEATS,
+    seed: int = 0,
+) -> SamplingFloor:
+    """What a generator that samples the data distribution exactly scores with ``num`` crystals.
+
+    A measured distance compares two finite samples of one distribution: ``num`` generated
+    crystals and the ``n_ref`` reference crystals, so even a perfect generator scores above zero,
+    by more the smaller either side is. Without ``pool`` both sides are bootstrapped from the
+    reference (``num`` and ``n_ref`` crystals drawn with replacement, ``repeats`` times), which
+    estimates the distance between two independent samples of those sizes. With ``pool`` (an
+    independent sample of the same data, e.g. another split), ``num`` crystals are drawn from it
+    with replacement and compared with the reference itself.
+
+    Args:
+        reference: profile the distances are measured against (``n_ref`` crystals).
+        num: crystals per draw (typically the number of valid samples).
+        pool: independent profile to draw from (default: bootstrap the reference on both sides).
+        repeats: independent draws.
+        seed: seed of the draws (the result is a pure function of the inputs).
+    """
+    if num < 1 or repeats < 1:
+        raise ValueError("num and repeats must be positive")
+    bootstrap = pool is None
+    pool = reference if pool is None else pool
+    if len(pool) == 0 or len(reference) == 0:
+        raise ValueError("empty reference or pool")
+    rng = np.random.default_rng(seed)
+    rho, elem, sg = [], [], []
+    for _ in range(repeats):
+        idx = rng.integers(0, len(pool), size=num)
+        ref = rng.integers(0, len(reference), size=len(reference)) if bootstrap else np.arange(len(reference))
+        rho.append(wasserstein_1d(pool.densities[idx], reference.densities[ref]))
+        elem.append(wasserstein_1d(pool.num_elements[idx].astype(float), reference.num_elements[ref].astype(float)))
+        sg.append(d_sg(pool.spacegroups[idx].tolist(), reference.spacegroups[ref].tolist()))
+
+    def stats(values: list[float]) -> tuple[float, float]:
+        return float(np.mean(values)), float(np.std(values))
+
+    return SamplingFloor(num=num, repeats=repeats, wdist_density=stats(rho), wdist_num_elems=stats(elem),
+                         d_sg=stats(sg))
 
 
 def dng_metrics(
@@ -161,15 +234,19 @@ def dng_metrics(
         nm = novelty_metrics(valid_samples, train, workers=workers, progress=progress)
         unique, novel, both = nm.unique_rate, nm.novel_rate, nm.unique_novel_rate
 
+    floor = sampling_floor(reference, len(valid_samples)) if valid_samples and len(reference) else None
     return DNGMetrics(
         struct_valid=sum(a for a, _ in flags) / total,
         comp_valid=sum(b for _, b in flags) / total,
         valid=len(valid_samples) / total,
         cov_recall=cov_r,
         cov_precision=cov_p,
-        wdist_density=_wdist(profile.densities, reference.densities),
-        wdist_num_elems=_wdist(profile.num_elements.astype(float), reference.num_elements.astype(float)),
+        wdist_density=wasserstein_1d(profile.densities, reference.densities),
+        wdist_num_elems=wasserstein_1d(profile.num_elements.astype(float), reference.num_elements.astype(float)),
         d_sg=d_sg(profile.spacegroups.tolist(), reference.spacegroups.tolist()) if valid_samples else math.nan,
+        floor_wdist_density=floor.wdist_density[0] if floor else math.nan,
+        floor_wdist_num_elems=floor.wdist_num_elems[0] if floor else math.nan,
+        floor_d_sg=floor.d_sg[0] if floor else math.nan,
         frac_above_p1=fraction_above_p1(profile.spacegroups.tolist()),
         num_templates=len(templates),
         num_novel_templates=novel_templates,
