@@ -291,10 +291,17 @@ def _run_flow_composition(args: argparse.Namespace) -> int:
     counts = Counter(types)
     stem = _formula_stem(counts if sized or sg is None else _reduced(counts))
     rows = write_checked(out, ((stem, k, s, sg) for k, s in enumerate(structures)), args.num_samples)
-    write_summary_csv(out, rows, CHECKED_COLUMNS)
+    columns = CHECKED_COLUMNS
+    if args.candidates is not None:  # CHGNet-ranked: the energy each kept sample was ranked by
+        columns = CHECKED_COLUMNS + ("energy_per_atom",)
+        for r, s in zip(rows, structures):
+            e = s.properties.get("energy_per_atom")
+            r["energy_per_atom"] = "" if e is None else round(e, 5)
+    write_summary_csv(out, rows, columns)
     for r, s in zip(rows, structures):
+        energy = f"  E {r['energy_per_atom']} eV/atom" if r.get("energy_per_atom", "") != "" else ""
         print(f"{out / r['file']}  {r['formula']}  volume/atom {s.volume / len(s):.2f} A^3  "
-              f"space group {r['space_group']}" + (f"  ({r['problem']})" if r["problem"] else ""))
+              f"space group {r['space_group']}{energy}" + (f"  ({r['problem']})" if r["problem"] else ""))
     warn_failed_checks(rows, out)
     print(f"wrote {len(rows)} CIF files and summary.csv to {out}")
     return 0

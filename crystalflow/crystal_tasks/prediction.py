@@ -208,7 +208,9 @@ def predict_with_space_group(
     ``retries`` rounds, from templates that have not failed. Elements the checkpoint never saw
     in training are refused unless ``allow_unseen``. With ``candidates`` K (>= ``num_samples``),
     K samples are drawn (cycling through the templates) and the ``num_samples`` lowest in CHGNet
-    energy are returned, best first (:func:`lowest_energy_samples`).
+    energy are returned, best first (:func:`lowest_energy_samples`), each with its static CHGNet
+    energy (eV/atom; ``None`` for a sample CHGNet could not evaluate) in
+    ``structure.properties["energy_per_atom"]``.
     """
     if num_samples < 1:
         raise InputError("num_samples must be >= 1", parameters=("num_samples",))
@@ -230,8 +232,10 @@ def predict_with_space_group(
                                     steps=steps, method=method, seed=seed)
     if candidates is None:
         return structures
-    return [c.structure for c in lowest_energy_samples([structures], num_samples,
-                                                       requested=[space_group])[0]]
+    kept = lowest_energy_samples([structures], num_samples, requested=[space_group])[0]
+    for c in kept:
+        c.structure.properties["energy_per_atom"] = c.energy
+    return [c.structure for c in kept]
 
 
 def _check_candidates(candidates: int | None, num_samples: int) -> None:

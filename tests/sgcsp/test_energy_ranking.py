@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 
+import numpy as np
 import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
@@ -108,4 +109,9 @@ def test_the_command_line_writes_the_lowest_energy_cell(tiny_checkpoint, tmp_pat
     assert len(list(out.glob("*.cif"))) == 2
     table = pd.read_csv(out / "summary.csv")
     assert list(table["rank"]) == [0, 1]
-    capsys.readouterr()
+    ok = table["ok"].tolist()
+    assert ok == sorted(ok, reverse=True)  # samples that pass the checks first
+    energies = table.loc[table["ok"], "energy_per_atom"].to_numpy(dtype=float)
+    assert len(energies) >= 1 and np.isfinite(energies).all() and (np.diff(energies) >= 0).all()  # then by energy
+    printed = capsys.readouterr().out
+    assert "eV/atom" in printed
