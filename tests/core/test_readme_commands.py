@@ -204,6 +204,9 @@ MIRRORS: dict[str, Mirror] = {
         Mirror({"--num": "2", "--steps": "5"}, generated("generated/nacl", 2, 225, {"Na", "Cl"})),
     "crystalflow generate --num 100 --out generated/any --seed 1":
         Mirror({"--num": "3", "--steps": "5"}, generated("generated/any", 3)),
+    "crystalflow evaluate dng --samples generated/any --reference ../shared/data/mp_20/test.csv.gz "
+    "--no-coverage --json": Mirror(check=json_keys("d_sg", "floor_d_sg", "floor_wdist_density"),
+                                   after=("crystalflow generate --num 100 --out generated/any --seed 1",)),
     BACKBONES: Mirror({"--num": "1", "--steps": "3"}, backbones("backbones", ["sample_64_0.pdb"], 64)),
     "crystalflow protein evaluate backbones": Mirror(check=stdout_has("CA-CA"), after=(BACKBONES,)),
     "crystalflow protein train --data-dir ../shared/data --out runs/protein --crop 64 --max-steps 9000":
