@@ -98,6 +98,7 @@ def run_mp20(args) -> dict:
     m = dng_metrics(prims, ref, dataset="mp_20", with_coverage=bool(args.coverage_reference),
                     with_novelty=False, workers=args.workers, progress=not args.no_progress)
     return {"mode": "mp20_unconditional", "num": len(prims), "steps": args.steps, "seed": args.seed,
+            "type_temperature": args.type_temperature,
             "retries": args.retries, "coupled_types": not args.independent_types, "geometry": args.geometry,
             "resampled": res.resampled, "sampling_seconds": round(secs, 1), "eval_seconds": round(time.time() - t1, 1),
             "coverage_reference_size": (len(sub.densities) if args.coverage_reference else None),
