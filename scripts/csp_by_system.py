@@ -3,11 +3,12 @@
     python scripts/csp_by_system.py --predictions runs/s17/val_l5 \\
         --reference ../shared/data/mp_20/val.csv.gz --limit 1000
 
-Scores each reference with the benchmark's own scorer (:func:`crystalflow.metrics.csp.score_cif_task`:
-CDVAE validity filter, ``StructureMatcher(stol=0.5, ltol=0.3, angle_tol=10)``), one prediction
-``DIR/<material_id>.cif`` per reference (a missing file is a miss), and groups the references by the
-crystal system spglib (``--symprec``, default 0.1) assigns them. Prints a Markdown table: rows,
-filtered and unfiltered match rate per system, and the overall rates (equal to ``evaluate csp``'s).
+The same pieces as ``crystalflow evaluate csp``: the reference table and prediction files
+(``DIR/<material_id>.cif`` or ``DIR/<material_id>_<k>.cif``; a reference without one is a miss),
+each reference scored by :func:`crystalflow.metrics.csp.score_reference_task` and the rates
+aggregated by :func:`crystalflow.metrics.csp.aggregate_csp_scores`, here once per crystal system
+spglib (``--symprec``, default 0.1) assigns the reference. Prints a Markdown table; its ``all``
+row equals ``evaluate csp``'s rates. Unreadable reference rows are skipped, as there.
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ import collections
 import warnings
 from pathlib import Path
 
-import pandas as pd
+SYSTEMS = ("cubic", "hexagonal", "trigonal", "tetragonal", "orthorhombic", "monoclinic", "triclinic")
 
 
 def crystal_system(cif: str, symprec: float) -> str:
     """The crystal system (``"cubic"``, ..., ``"triclinic"``) spglib assigns to a CIF string."""
-    from pymatgen.core import Structure
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-    return SpacegroupAnalyzer(Structure.from_str(cif, fmt="cif"), symprec=symprec).get_crystal_system()
+    from crystalflow.metrics.io import parse_cif
+
+    return SpacegroupAnalyzer(parse_cif(cif), symprec=symprec).get_crystal_system()
 
 
 def main() -> None:
@@ -37,26 +39,26 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 
-    from crystalflow.metrics.csp import score_cif_task
+    from crystalflow.metrics.csp import aggregate_csp_scores, score_reference_task
+    from crystalflow.metrics.io import group_csp_predictions, read_reference_table
 
-    ref = pd.read_csv(args.reference)
-    if args.limit is not None:
-        ref = ref.iloc[: args.limit]
-    counts: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0, 0])  # rows, filtered, unfiltered
-    for row in ref.itertuples():
-        path = args.predictions / f"{row.material_id}.cif"
-        scores, _, _ = score_cif_task((row.cif, [path] if path.exists() else [], None))
-        system = crystal_system(row.cif, args.symprec)
-        for key in (system, "all"):
-            counts[key][0] += 1
-            counts[key][1] += any(valid and rms is not None for valid, rms in scores)
-            counts[key][2] += any(rms is not None for _, rms in scores)
-    print("| crystal system | rows | match rate | unfiltered |")
-    print("|---|---|---|---|")
-    order = ["cubic", "hexagonal", "trigonal", "tetragonal", "orthorhombic", "monoclinic", "triclinic", "all"]
-    for key in sorted(counts, key=lambda k: order.index(k) if k in order else -1):
-        n, filtered, unfiltered = counts[key]
-        print(f"| {key} | {n} | {100 * filtered / n:.1f}% | {100 * unfiltered / n:.1f}% |")
+    table = read_reference_table(args.reference, args.limit)
+    groups = group_csp_predictions(args.predictions, table["material_id"].tolist())
+    by_system: dict[str, list] = collections.defaultdict(list)
+    for ref_id, cif in zip(table["material_id"], table["cif"]):
+        result = score_reference_task((cif, [str(p) for p in groups[ref_id]], None))
+        if isinstance(result, str):  # unreadable reference row: skipped, as evaluate csp does
+            continue
+        scores = result[0]
+        by_system[crystal_system(cif, args.symprec)].append(scores)
+        by_system["all"].append(scores)
+    max_k = max(len(g) for g in groups.values())
+    print("| crystal system | rows | match rate | RMSE | unfiltered |")
+    print("|---|---|---|---|---|")
+    for key in [k for k in (*SYSTEMS, "all") if k in by_system]:
+        m = aggregate_csp_scores(by_system[key], max_k)
+        rmse = "-" if m.rmse is None else f"{m.rmse:.3f}"
+        print(f"| {key} | {m.num_references} | {100 * m.match_rate:.1f}% | {rmse} | {100 * m.match_rate_unfiltered:.1f}% |")
 
 
 if __name__ == "__main__":
