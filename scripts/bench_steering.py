@@ -49,6 +49,10 @@ def main() -> None:
     ap.add_argument("--settings", nargs="+", default=["plain", "best-of-n:8", "smc:4:0.5"])
     ap.add_argument("--temperature", type=float, default=0.1)
     ap.add_argument("--relax-steps", type=int, default=200)
+    ap.add_argument("--reward-relax-steps", type=int, default=None,
+                    help="steered settings: reward after N CHGNet FIRE steps (HullEnergyReward relax_steps)")
+    ap.add_argument("--reward-relax-top", type=int, default=None,
+                    help="with --reward-relax-steps: relax only the M best (static energy) of each group at the end")
     ap.add_argument("--train", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--threads", type=int, default=1)
@@ -72,7 +76,9 @@ def main() -> None:
     for setting in args.settings:
         method, k, times = parse_setting(setting)
         temp = args.temperature if method == "smc" else None
-        sampler = make_sampler(flow, method, k, times, temp, progress=False)
+        sampler = make_sampler(flow, method, k, times, temp, progress=False,
+                               reward_relax_steps=args.reward_relax_steps if method else None,
+                               reward_relax_top=args.reward_relax_top if method else None)
         # as `crystalflow generate`: --geometry auto, which is the DNG geometry under --steer
         geometry = load_geometry(flow, PLAIN_GEOMETRY.get(setting, "auto"), "cpu", steering=sampler is not None)
         t0 = time.perf_counter()
@@ -99,6 +105,10 @@ def main() -> None:
                                            + (0 if geometry is None else geometry.config.steps),
             "geometry": "dng" if geometry is None else "two-stage",
             "reward_calls_made_per_structure": None if sampler is None else sampler.reward_calls / n,
+            "reward_relax_steps": args.reward_relax_steps if sampler is not None else None,
+            "reward_relax_top": args.reward_relax_top if sampler is not None else None,
+            "chgnet_passes_per_structure": None if sampler is None
+            else sum(getattr(r, "chgnet_passes", 0) for r in (sampler.reward, sampler.refine) if r is not None) / n,
             "resampled": res.resampled, "failed_checks": len(res.failed),
             "converged": sum(bool(r.converged) for r in result.records),
             "mean_kept_reward": (sum(sampler.chosen_rewards) / len(sampler.chosen_rewards)) if sampler else None,

@@ -56,6 +56,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "particles x (number of times + 1)")
     s.add_argument("--steer-temperature", type=positive_float,
                    help="temperature of the smc weights exp(-reward / T), eV/atom (default 0.1)")
+    s.add_argument("--reward-relax-steps", type=nonnegative_int, metavar="N",
+                   help="score each particle after N CHGNet FIRE steps (positions and cell) instead of its "
+                        "static energy: closer to the relaxed E_hull, up to N + 1 CHGNet passes per reward call "
+                        "(default 0; with --steer)")
+    s.add_argument("--reward-relax-top", type=positive_int, metavar="M",
+                   help="two stages: score every particle by its static energy and re-score only the M best of "
+                        "each group (at the end) after --reward-relax-steps (M <= --particles)")
     s.add_argument("--relax", action="store_true",
                    help="also relax every structure (its primitive cell) with CHGNet: OUT/relaxed/ gets the relaxed CIFs and "
                         "stability.csv (energy, E_hull against the bundled CHGNet hull)")
@@ -90,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     from crystalflow.crystal_tasks.steered_generation import make_sampler, relax_generated, steering_note
 
     flow, dist = _load(args.checkpoint, "cpu")
-    sampler = make_sampler(flow, args.steer, args.particles, args.resample_at, args.steer_temperature)
+    sampler = make_sampler(flow, args.steer, args.particles, args.resample_at, args.steer_temperature,
+                           reward_relax_steps=args.reward_relax_steps, reward_relax_top=args.reward_relax_top)
     geometry = load_geometry(flow, args.geometry, "cpu", steering=sampler is not None)
     select_skeletons(dist, flow.allowed, sg, elements, args.num_atoms)  # refuse a request before --out
     out = prepare_output_dir(args.out, overwrite=args.overwrite)

@@ -10,6 +10,9 @@ Bundled rewards:
 * :class:`HullEnergyReward` (the default): CHGNet static energy per atom of the structure *as
   given* (no relaxation: the rewards score unrelaxed endpoint predictions inside the flow) minus
   the bundled CHGNet hull (:mod:`crystalflow.metrics.hull`), i.e. an unrelaxed E_hull in eV/atom;
+  with ``relax_steps > 0``, the energy after that many CHGNet FIRE steps (positions and cell) instead,
+  a reward closer to the relaxed E_hull that stability is judged by, at up to ``relax_steps + 1``
+  CHGNet passes per structure;
 * :class:`FormationEnergyReward`: ``|E_form - target|`` with the CHGNet formation energy per atom
   against the hull's elemental references;
 * :class:`DensityReward` / :class:`VolumeReward`: ``|density - target|`` (g/cm^3) or
@@ -61,19 +64,30 @@ def _finite_or(value: float | None, default: float = FAILURE_REWARD) -> float:
 
 @dataclass
 class HullEnergyReward:
-    """Unrelaxed CHGNet energy above the bundled hull (eV/atom), the default steering reward.
+    """CHGNet energy above the bundled hull (eV/atom), the default steering reward: of the structure
+    as given, or after a short relaxation (``relax_steps``).
 
     Attributes:
         hull: the reference hull (default: :func:`crystalflow.metrics.hull.load_reference_hull`).
         min_distance: clash cut-off (A).
         batch_size: CHGNet batch size.
-        calls: CHGNet evaluations so far (one per structure; the compute budget).
+        relax_steps: CHGNet FIRE steps (positions and cell, :func:`crystalflow.metrics.energy.relax_many`)
+            before the energy is read; 0 (the default): the static energy of the structure as given.
+        calls: structures scored so far (the reward calls).
+        chgnet_passes: CHGNet forward passes so far (``calls`` when static; with relaxation, the
+            steps each structure took plus one: the compute actually spent).
     """
 
     hull: object | None = None
     min_distance: float = 0.5
     batch_size: int = 16
+    relax_steps: int = 0
     calls: int = field(default=0, init=False)
+    chgnet_passes: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.relax_steps < 0:
+            raise ValueError(f"relax_steps must be >= 0, got {self.relax_steps}")
 
     def _hull(self):
         if self.hull is None:
@@ -83,11 +97,19 @@ class HullEnergyReward:
         return self.hull
 
     def energies(self, structures: Sequence[Structure]) -> list[float | None]:
-        """CHGNet static energies per atom (``None`` on failure); counts the calls."""
-        from crystalflow.metrics.energy import static_energies
-
+        """CHGNet energies per atom, static or after ``relax_steps`` (``None`` on failure); counts
+        the calls and the CHGNet passes."""
         self.calls += len(structures)
-        return static_energies(list(structures), batch_size=self.batch_size, progress=False)
+        if self.relax_steps <= 0:
+            from crystalflow.metrics.energy import static_energies
+
+            self.chgnet_passes += len(structures)
+            return static_energies(list(structures), batch_size=self.batch_size, progress=False)
+        from crystalflow.metrics.energy import relax_many
+
+        done = relax_many(list(structures), steps=self.relax_steps, batch_size=self.batch_size, progress=False)
+        self.chgnet_passes += sum(r.steps + 1 for r in done)
+        return [r.energy_per_atom if math.isfinite(r.energy_per_atom) else None for r in done]
 
     def score(self, structure: Structure, energy: float | None) -> float:
         """Cost of one structure of CHGNet energy ``energy`` (eV/atom)."""
@@ -106,8 +128,9 @@ class HullEnergyReward:
 
 @dataclass
 class FormationEnergyReward(HullEnergyReward):
-    """``|E_form - target|`` (eV/atom), E_form the unrelaxed CHGNet formation energy per atom
-    against the hull's elemental references (a property target through the reward interface).
+    """``|E_form - target|`` (eV/atom), E_form the CHGNet formation energy per atom (unrelaxed, or
+    after ``relax_steps``) against the hull's elemental references (a property target through the
+    reward interface).
 
     Attributes:
         target: the wanted formation energy (eV/atom), e.g. ``-2.0``.

@@ -16,16 +16,32 @@ __all__ = ["make_sampler", "relax_generated", "steering_note"]
 
 def make_sampler(flow, steer: str | None, particles: int | None = None,
                  resample_at: Sequence[float] | None = None, temperature: float | None = None,
-                 reward=None, progress: bool = True) -> SteeredSampler | None:
+                 reward=None, progress: bool = True, reward_relax_steps: int | None = None,
+                 reward_relax_top: int | None = None) -> SteeredSampler | None:
     """A :class:`~crystalflow.crystal_tasks.steering.SteeredSampler` for ``steer`` (``None``: plain sampling).
 
+    ``reward_relax_steps`` (with the default reward only): score each particle by its CHGNet energy
+    above the hull after that many FIRE steps (:class:`~crystalflow.crystal_tasks.rewards.HullEnergyReward`
+    ``relax_steps``) instead of its static energy. With ``reward_relax_top`` M as well, two stages:
+    every particle is scored by its static energy and only the M best of each group, at t = 1, by
+    the relaxed one (:class:`~crystalflow.crystal_tasks.steering.SteeringConfig` ``refine_top``).
+
     Raises:
-        InputError: steering options without ``steer``, ``resample_at`` with ``best-of-n``, or
-            invalid values (see :class:`~crystalflow.crystal_tasks.steering.SteeringConfig`).
+        InputError: steering options without ``steer``, ``resample_at`` with ``best-of-n``,
+            ``reward_relax_steps`` with a given ``reward``, or invalid values (see
+            :class:`~crystalflow.crystal_tasks.steering.SteeringConfig`).
     """
+    if reward_relax_steps is not None and reward is not None:
+        raise InputError("reward_relax_steps sets up the default reward; give relax_steps to your own reward instead",
+                         parameters=("reward_relax_steps", "reward"))
+    if reward_relax_top is not None and not reward_relax_steps:
+        raise InputError("reward_relax_top needs reward_relax_steps > 0", parameters=("reward_relax_top", "reward_relax_steps"))
+    if reward_relax_steps is not None and reward_relax_steps < 0:
+        raise InputError(f"reward_relax_steps must be >= 0, got {reward_relax_steps}", parameters=("reward_relax_steps",))
     if steer is None:
         given = [name for name, v in (("particles", particles), ("resample_at", resample_at),
-                                      ("temperature", temperature)) if v is not None]
+                                      ("temperature", temperature), ("reward_relax_steps", reward_relax_steps))
+                 if v is not None]
         if given:
             raise InputError(f"{', '.join(given)} need(s) steer best-of-n or steer smc",
                              parameters=(*given, "steer"))
@@ -37,8 +53,17 @@ def make_sampler(flow, steer: str | None, particles: int | None = None,
                          parameters=("resample_at", "temperature", "steer"))
     config = SteeringConfig(method=steer, particles=4 if particles is None else particles,
                             resample_at=DEFAULT_RESAMPLE_AT if resample_at is None else tuple(resample_at),
-                            temperature=0.1 if temperature is None else temperature)
-    return SteeredSampler(flow, config, reward=reward, progress=progress)
+                            temperature=0.1 if temperature is None else temperature,
+                            refine_top=reward_relax_top or 0)
+    refine = None
+    if reward_relax_steps:
+        from crystalflow.crystal_tasks.rewards import HullEnergyReward
+
+        if reward_relax_top:
+            reward, refine = HullEnergyReward(), HullEnergyReward(relax_steps=reward_relax_steps)
+        else:
+            reward = HullEnergyReward(relax_steps=reward_relax_steps)
+    return SteeredSampler(flow, config, reward=reward, refine=refine, progress=progress)
 
 
 def steering_note(sampler: SteeredSampler, steps: int) -> str:
@@ -47,7 +72,12 @@ def steering_note(sampler: SteeredSampler, steps: int) -> str:
     r = sampler.chosen_rewards
     mean = sum(r) / len(r) if r else float("nan")
     times = f", resampled at t = {', '.join(f'{t:g}' for t in c.resample_at)}" if c.resample_at else ""
-    return (f"steering {c.method}: {c.particles} particles{times}; {sampler.reward_calls} reward calls, "
+    rewards = [r for r in (sampler.reward, sampler.refine) if r is not None]
+    passes = sum(getattr(r, "chgnet_passes", 0) for r in rewards)
+    relaxed = max(getattr(r, "relax_steps", 0) for r in rewards)
+    top = f", the {c.refine_top} best of each group relaxed" if c.refine_top else ""
+    chgnet = f" ({passes} CHGNet passes, up to {relaxed} FIRE steps each{top})" if relaxed else ""
+    return (f"steering {c.method}: {c.particles} particles{times}; {sampler.reward_calls} reward calls{chgnet}, "
             f"{c.network_calls(steps)} network calls per structure; mean reward of the kept "
             f"particles {mean:.4f}")
 

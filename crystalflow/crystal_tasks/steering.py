@@ -17,6 +17,11 @@ one symmetry layout and can be copied onto each other:
   lowest reward is kept, as in best-of-N. Reward calls per crystal:
   ``K * (len(resample_at) + 1)``; network evaluations ``K * (steps + len(resample_at))``.
 
+Either method can re-rank its final particles in two stages (``refine_top`` M with a ``refine``
+reward): the ``M`` particles of each group lowest in the cheap reward are scored again by the
+expensive one (e.g. the CHGNet energy after a short relaxation), and the lowest of those is kept;
+``M * B`` extra reward calls instead of ``K * B``.
+
 The continuous part of the flow is a deterministic ODE, so copies of one particle diverge only
 through the random type jumps of orbits still masked at the resampling time: resampling early
 keeps diversity, resampling late exploits the better endpoint predictions.
@@ -40,7 +45,7 @@ from crystalflow.errors import InputError
 from crystalflow.crystal_tasks.rewards import Reward
 
 __all__ = ["METHODS", "SteeringConfig", "SteeredSampler", "best_in_groups", "gather_particles",
-           "group_weights", "predict_endpoint", "resample_indices", "select_crystals"]
+           "group_weights", "predict_endpoint", "resample_indices", "select_crystals", "top_in_groups"]
 
 #: steering methods
 METHODS = ("best-of-n", "smc")
@@ -57,12 +62,15 @@ class SteeringConfig:
         particles: particles per requested crystal (K).
         resample_at: ``smc`` resampling times, strictly inside (0, 1), increasing.
         temperature: of the weights ``exp(-reward / temperature)`` (reward units: eV/atom).
+        refine_top: with a ``refine`` reward on the sampler: the particles of each group (the M
+            lowest in the reward) scored again by it at t = 1 (0: no second stage).
     """
 
     method: str = "smc"
     particles: int = 4
     resample_at: tuple[float, ...] = DEFAULT_RESAMPLE_AT
     temperature: float = 0.1
+    refine_top: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -78,12 +86,15 @@ class SteeringConfig:
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise InputError(f"temperature must be positive, got {self.temperature!r}",
                              parameters=("temperature",))
+        if int(self.refine_top) != self.refine_top or not 0 <= self.refine_top <= self.particles:
+            raise InputError(f"refine_top must be an integer in [0, particles = {self.particles}], "
+                             f"got {self.refine_top!r}", parameters=("refine_top", "particles"))
         object.__setattr__(self, "resample_at", times if self.method == "smc" else ())
 
     @property
     def reward_calls(self) -> int:
-        """Reward evaluations per requested crystal."""
-        return self.particles * (len(self.resample_at) + 1)
+        """Reward evaluations per requested crystal (the second stage's ``refine_top`` included)."""
+        return self.particles * (len(self.resample_at) + 1) + self.refine_top
 
     def network_calls(self, steps: int) -> int:
         """Network evaluations per requested crystal (``steps`` joint Euler steps)."""
@@ -127,6 +138,15 @@ def best_in_groups(rewards: torch.Tensor, particles: int) -> torch.Tensor:
     r = rewards.double().reshape(-1, particles)
     r = torch.where(torch.isnan(r), torch.full_like(r, math.inf), r)
     return r.argmin(-1) + torch.arange(r.shape[0], dtype=torch.long) * particles
+
+
+def top_in_groups(rewards: torch.Tensor, particles: int, top: int) -> torch.Tensor:
+    """``[B * K]`` rewards -> ``[B * top]`` global indices of each group's ``top`` lowest rewards
+    (group by group, lowest first; ``nan``: worst)."""
+    r = rewards.double().reshape(-1, particles)
+    r = torch.where(torch.isnan(r), torch.full_like(r, math.inf), r)
+    order = r.argsort(dim=-1, stable=True)[:, :top]
+    return (order + torch.arange(r.shape[0], dtype=torch.long)[:, None] * particles).reshape(-1)
 
 
 def _element_index(sizes: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
@@ -217,8 +237,10 @@ class SteeredSampler:
         flow: the :class:`~crystalflow.crystal_tasks.dng.DNGFlow`.
         config: :class:`SteeringConfig`.
         reward: structures -> costs (default :class:`~crystalflow.crystal_tasks.rewards.HullEnergyReward`).
+        refine: the second-stage reward of ``config.refine_top`` (e.g.
+            ``HullEnergyReward(relax_steps=10)``); ``None``: one stage.
         progress: show a bar over the reward evaluations of each call.
-        reward_calls: reward evaluations so far; chosen_rewards: the final reward of every
+        reward_calls: reward evaluations so far (both stages); chosen_rewards: the final reward of every
             returned crystal, in call order; resampling_ess: mean effective sample size (out of
             K) at each resampling, in call order.
     """
@@ -226,6 +248,7 @@ class SteeredSampler:
     flow: object
     config: SteeringConfig = SteeringConfig()
     reward: Reward | None = None
+    refine: Reward | None = None
     progress: bool = False
     reward_calls: int = field(default=0, init=False)
     chosen_rewards: list[float] = field(default_factory=list, init=False)
@@ -236,10 +259,21 @@ class SteeredSampler:
             from crystalflow.crystal_tasks.rewards import HullEnergyReward
 
             self.reward = HullEnergyReward()
+        if (self.refine is None) != (self.config.refine_top == 0):
+            raise InputError("a refine reward and config.refine_top > 0 go together",
+                             parameters=("refine", "refine_top"))
 
-    def _score(self, structures: Sequence) -> torch.Tensor:
+    def _score(self, structures: Sequence, reward: Reward | None = None) -> torch.Tensor:
         self.reward_calls += len(structures)
-        return _rewards(self.reward, structures)
+        return _rewards(reward or self.reward, structures)
+
+    def _refined(self, structures: Sequence, rewards: torch.Tensor) -> torch.Tensor:
+        """``[B * K]`` first-stage rewards -> the same with each group's ``refine_top`` lowest
+        re-scored by ``refine`` and every other particle at ``inf`` (so one of those is kept)."""
+        top = top_in_groups(rewards, self.config.particles, self.config.refine_top)
+        out = torch.full_like(rewards, math.inf)
+        out[top] = self._score([structures[i] for i in top.tolist()], self.refine)
+        return out
 
     def _steer(self, bar):
         """The ``steer`` hook: resample at the configured times (each once)."""
@@ -277,7 +311,10 @@ class SteeredSampler:
             steer = self._steer(bar) if self.config.resample_at else None
             full = self.flow.sample(expanded, allowed=allowed_k, steps=steps, generator=generator,
                                     dtype=dtype, device=device, steer=steer, num_elements=budget_k)
-            rewards = self._score([c.to_structure() for c in full.to_crystals()])
+            structures = [c.to_structure() for c in full.to_crystals()]
+            rewards = self._score(structures)
+            if self.refine is not None:
+                rewards = self._refined(structures, rewards)
             bar.update(1)
         best = best_in_groups(rewards, k)
         self.chosen_rewards.extend(rewards.index_select(0, best).tolist())

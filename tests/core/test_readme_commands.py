@@ -204,6 +204,10 @@ MIRRORS: dict[str, Mirror] = {
         Mirror({"--num": "2", "--steps": "5"}, generated("generated/nacl", 2, 225, {"Na", "Cl"})),
     "crystalflow generate --num 100 --out generated/any --seed 1":
         Mirror({"--num": "3", "--steps": "5"}, generated("generated/any", 3)),
+    "crystalflow generate --num 8 --steer best-of-n --particles 8 --reward-relax-steps 10 --reward-relax-top 2 "
+    "--out generated/stable":
+        Mirror({"--num": "2", "--steps": "5", "--particles": "2", "--reward-relax-steps": "2",
+                "--reward-relax-top": "1"}, generated("generated/stable", 2)),
     "crystalflow evaluate dng --samples generated/any --reference ../shared/data/mp_20/test.csv.gz "
     "--no-coverage --json": Mirror(check=json_keys("d_sg", "floor_d_sg", "floor_wdist_density"),
                                    after=("crystalflow generate --num 100 --out generated/any --seed 1",)),

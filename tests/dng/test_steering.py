@@ -14,6 +14,7 @@ from crystalflow.crystal_tasks.generation import generate_crystals
 from crystalflow.crystal_tasks.rewards import CLASH_PENALTY, DensityReward, VolumeReward
 from crystalflow.crystal_tasks.steering import (
     SteeredSampler, SteeringConfig, best_in_groups, gather_particles, group_weights, resample_indices,
+    top_in_groups,
 )
 from crystalflow.symmetry import collate_symmetry, crystal_symmetry
 
@@ -118,6 +119,62 @@ def test_steering_keeps_layout_counts_calls_and_keeps_the_best(method, times):
     assert (final.min(-1).values <= final[:, 0]).all()  # best-of-N never worse than sample 0
 
 
+def test_top_in_groups_lists_each_groups_lowest_first():
+    gen = torch.Generator().manual_seed(4)
+    r = torch.randn(5 * 4, generator=gen, dtype=torch.float64)
+    r[6] = math.nan
+    top = top_in_groups(r, 4, 2).reshape(5, 2)
+    groups = r.reshape(5, 4).nan_to_num(math.inf)
+    assert torch.equal(top // 4, torch.arange(5)[:, None].expand(5, 2))  # within the group
+    assert torch.equal(r[top], groups.sort(-1).values[:, :2])
+    assert torch.equal(top[:, 0], best_in_groups(r, 4))
+    assert torch.equal(top_in_groups(r, 4, 4).sort().values, torch.arange(20))
+
+
+class Density:
+    """A second-stage reward that records what it scores: mass density (lower is better)."""
+
+    def __init__(self):
+        self.batches: list[list[float]] = []
+
+    def __call__(self, structures):
+        values = [float(s.density) for s in structures]
+        self.batches.append(values)
+        return values
+
+
+@pytest.mark.parametrize("method,times", [("best-of-n", ()), ("smc", (0.5,))])
+def test_two_stages_keep_the_refined_best_of_the_first_stages_top(method, times):
+    flow = tiny_flow()
+    skeletons = SKELETONS.sample(4, torch.Generator().manual_seed(2))
+    first, second = Recording(), Density()
+    sampler = SteeredSampler(flow, SteeringConfig(method, 4, times, refine_top=2), reward=first, refine=second)
+    out = sampler(skeletons, steps=8, generator=torch.Generator().manual_seed(0))
+    assert sampler.reward_calls == 4 * sampler.config.reward_calls == 4 * (4 * (len(times) + 1) + 2)
+    assert len(second.batches) == 1 and len(second.batches[0]) == 4 * 2  # only the top 2 of each group
+    final = torch.tensor(first.batches[-1], dtype=torch.float64)
+    top = top_in_groups(final, 4, 2).reshape(4, 2)
+    # the refined values belong to each group's first-stage top 2, and the lowest of them is kept
+    refined = torch.tensor(second.batches[0], dtype=torch.float64).reshape(4, 2)
+    kept = [c.to_structure() for c in out.to_crystals()]
+    assert [float(s.density) for s in kept] == pytest.approx(refined.min(-1).values.tolist(), rel=1e-5)
+    assert [s.volume / len(s) for s in kept] == pytest.approx(
+        final[top].gather(1, refined.argmin(-1, keepdim=True)).flatten().tolist(), rel=1e-5)
+    assert sampler.chosen_rewards == pytest.approx(refined.min(-1).values.tolist())
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    (dict(refine_top=2), "a refine reward and config.refine_top > 0 go together"),
+    (dict(refine_top=0, refine=Density()), "a refine reward and config.refine_top > 0 go together"),
+])
+def test_refine_needs_both_halves(kwargs, needle):
+    refine = kwargs.pop("refine", None)
+    with pytest.raises(InputError, match=needle):
+        SteeredSampler(tiny_flow(), SteeringConfig("best-of-n", 4, **kwargs), reward=Recording(), refine=refine)
+    with pytest.raises(InputError, match="refine_top must be an integer in"):
+        SteeringConfig("best-of-n", 2, refine_top=3)
+
+
 def test_generate_crystals_takes_a_steered_sampler():
     flow = tiny_flow()
     sampler = SteeredSampler(flow, SteeringConfig("smc", 2, (0.5,)), reward=DensityReward(3.0))
@@ -170,6 +227,10 @@ def test_bad_configs_are_one_line_errors_naming_the_parameter(kwargs, name):
      "--resample-at, --steer-temperature need(s) --steer best-of-n or --steer smc"),
     (dict(steer="best-of-n", temperature=0.2), "resample_at and temperature apply to steer smc only",
      "--resample-at and --steer-temperature apply to --steer smc only"),
+    (dict(steer=None, reward_relax_steps=5), "reward_relax_steps need(s) steer best-of-n or steer smc",
+     "--reward-relax-steps need(s) --steer best-of-n or --steer smc"),
+    (dict(steer="best-of-n", reward_relax_top=2), "reward_relax_top needs reward_relax_steps > 0",
+     "--reward-relax-top needs --reward-relax-steps > 0"),
     (dict(steer="greedy"), "steer must be one of best-of-n, smc, got 'greedy'",
      "--steer must be one of best-of-n, smc, got 'greedy'"),
 ])
@@ -191,6 +252,10 @@ def test_make_sampler_errors_name_parameters_and_the_cli_its_flags(kwargs, messa
     (["--steer", "smc", "--resample-at", "0.5", "0.2"],
      "error: --resample-at needs increasing times strictly between 0 and 1, got (0.5, 0.2)\n"),
     (["--steer", "smc", "--particles", "0"], "--particles"),
+    (["--reward-relax-steps", "5"], "error: --reward-relax-steps need(s) --steer best-of-n or --steer smc\n"),
+    (["--steer", "best-of-n", "--particles", "2", "--reward-relax-steps", "5", "--reward-relax-top", "3"],
+     "error: --reward-relax-top must be an integer in [0, --particles = 2], got 3\n"),
+    (["--steer", "best-of-n", "--reward-relax-steps", "-1"], "--reward-relax-steps"),  # argparse
 ])
 def test_cli_refuses_bad_steering_and_writes_nothing(tiny_checkpoint, tmp_path, capsys, argv, needle):
     out = tmp_path / "x"
@@ -215,6 +280,32 @@ def test_cli_steer_with_the_default_reward_and_relax(tiny_checkpoint, tmp_path, 
     assert len(list(out.glob("*.cif"))) == 2 and len(list((out / "relaxed").glob("*.cif"))) == 2
     rows = list(csv.DictReader(open(out / "relaxed" / "stability.csv")))
     assert len(rows) == 2 and all(r["chgnet_energy_per_atom"] for r in rows)
+
+
+def test_cli_steer_with_a_relaxed_reward_reports_its_chgnet_passes(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "g"
+    rc = main(["generate", "--space-group", "225", "--num", "1", "--steps", "4", "--steer", "best-of-n",
+               "--particles", "2", "--reward-relax-steps", "2", "--out", str(out),
+               "--checkpoint", str(tiny_checkpoint)])
+    text = capsys.readouterr().out
+    assert rc == 0 and "2 reward calls (" in text and "up to 2 FIRE steps each" in text, text
+    passes = int(text.split("2 reward calls (")[1].split(" CHGNet passes")[0])
+    assert 2 <= passes <= 6  # per particle: up to 2 steps + the start
+    assert len(list(out.glob("*.cif"))) == 1
+
+
+def test_make_sampler_builds_the_relaxed_default_reward_and_refuses_it_beside_a_user_reward():
+    from crystalflow.crystal_tasks.rewards import HullEnergyReward
+    from crystalflow.crystal_tasks.steered_generation import make_sampler
+
+    flow = tiny_flow()
+    sampler = make_sampler(flow, "best-of-n", 2, reward_relax_steps=3)
+    assert isinstance(sampler.reward, HullEnergyReward) and sampler.reward.relax_steps == 3
+    assert sampler.refine is None and sampler.config.refine_top == 0
+    two = make_sampler(flow, "best-of-n", 4, reward_relax_steps=3, reward_relax_top=2)
+    assert two.reward.relax_steps == 0 and two.refine.relax_steps == 3 and two.config.refine_top == 2
+    with pytest.raises(InputError, match="reward_relax_steps sets up the default reward"):
+        make_sampler(flow, "best-of-n", 2, reward=DensityReward(5.0), reward_relax_steps=3)
 
 
 def test_generate_api_steers_with_a_user_reward(tiny_checkpoint):

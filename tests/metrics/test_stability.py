@@ -232,6 +232,20 @@ def test_energy_rewards_against_a_hull(tiny_hull):
     assert FormationEnergyReward(hull=tiny_hull, target=e_form + 1.0)([nacl_prim()])[0] == pytest.approx(1.0, abs=1e-5)
 
 
+def test_relaxed_reward_is_below_the_static_one_and_counts_its_passes(tiny_hull):
+    """``HullEnergyReward(relax_steps=N)`` reads the energy after N CHGNet FIRE steps: a squeezed
+    rock salt relaxes toward its hull point, so its reward falls; the passes spent are counted."""
+    from crystalflow.crystal_tasks.rewards import HullEnergyReward
+
+    static = HullEnergyReward(hull=tiny_hull)([nacl_prim(4.6)])[0]
+    reward = HullEnergyReward(hull=tiny_hull, relax_steps=20)
+    relaxed = reward([nacl_prim(4.6)])[0]
+    assert -1e-3 < relaxed < static - 0.1
+    assert reward.calls == 1 and 2 <= reward.chgnet_passes <= 21
+    with pytest.raises(ValueError, match="relax_steps must be >= 0"):
+        HullEnergyReward(relax_steps=-1)
+
+
 def test_samples_below_the_hull_floor_are_counted_apart(tiny_hull):
     """A sample far below a reference hull (a gap of the hull) is stable but does not count in
     ``sun_floor_rate``; the floor is an option and is reported."""
