@@ -308,7 +308,7 @@ def generate(
     checkpoint: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
     overwrite: bool = False, retries: int = 3, batch_size: int = 128,
     device: str | torch.device = "cpu", progress: bool = False, steer=None, reward=None,
-    couple_elements: bool = True, geometry: str | os.PathLike | None = "auto",
+    couple_elements: bool = True, geometry: str | os.PathLike | None = "auto", refine=None,
 ) -> list[Crystal]:
     """Generate new crystals, optionally in a space group, chemical system and cell size.
 
@@ -330,6 +330,9 @@ def generate(
             spend more sampling compute on a lower ``reward``.
         reward: ``structures -> costs`` (lower is better; default: unrelaxed CHGNet energy above
             the bundled hull, :class:`crystalflow.crystal_tasks.rewards.HullEnergyReward`); needs ``steer``.
+        refine: the second-stage reward of ``steer.refine_top`` (the M best particles of each
+            crystal re-scored by it, e.g. ``HullEnergyReward(relax_steps=10)``); needs ``steer``
+            with ``refine_top > 0``.
         couple_elements: couple the orbit types to a number of distinct elements drawn from the
             training data (default); ``False`` draws every orbit's type on its own.
         geometry: two-stage sampling (see the module docstring): ``"auto"`` (the checkpoint's
@@ -350,7 +353,7 @@ def generate(
     if space_group is not None:
         space_group = check_space_group_number(space_group)
     zs = parse_elements(elements)
-    if reward is not None and steer is None:
+    if (reward is not None or refine is not None) and steer is None:
         raise InputError("a reward needs steer=SteeringConfig(...)")
     flow, dist = _load(None if checkpoint is None else str(checkpoint), str(device))
     geometry_flow = load_geometry(flow, geometry, device, steering=steer is not None)
@@ -358,7 +361,7 @@ def generate(
     if steer is not None:
         from crystalflow.crystal_tasks.steering import SteeredSampler
 
-        sampler = SteeredSampler(flow, steer, reward=reward, progress=progress)
+        sampler = SteeredSampler(flow, steer, reward=reward, refine=refine, progress=progress)
         batch_size = max(1, batch_size // steer.particles)
     if out is not None:
         from crystalflow.outputs import prepare_output_dir

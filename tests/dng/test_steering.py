@@ -318,3 +318,10 @@ def test_generate_api_steers_with_a_user_reward(tiny_checkpoint):
     assert len(dense) == 3 and vol(dense) <= vol(plain) * 1.5
     with pytest.raises(InputError, match="steer"):
         generate(225, 3, checkpoint=tiny_checkpoint, reward=VolumeReward(1.0))
+    with pytest.raises(InputError, match="steer"):
+        generate(225, 3, checkpoint=tiny_checkpoint, refine=VolumeReward(1.0))
+    # two stages: the best particle of each crystal by volume, of the two densest-first-stage ones
+    two = generate(225, 3, steps=4, seed=0, checkpoint=tiny_checkpoint,
+                   steer=SteeringConfig("best-of-n", 4, refine_top=2), reward=DensityReward(1.0),
+                   refine=VolumeReward(1.0))
+    assert len(two) == 3
