@@ -61,6 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--t-late-fraction", type=probability, default=0.0,
                    help="sgcsp: fraction of training times drawn from U(--t-late-min, 1) instead of U(0, 1)")
     p.add_argument("--t-late-min", type=fraction, default=0.8)
+    p.add_argument("--low-symmetry-repeats", type=positive_int, default=1, metavar="K",
+                   help="sgcsp / dng: each orthorhombic, monoclinic or triclinic training crystal appears K "
+                        "times per epoch (default 1)")
     p.add_argument("--lattice-weight", type=nonnegative_float, default=None,
                    help="lattice loss weight (default 0.1 for csp, 0.5 for sgcsp)")
     p.add_argument("--val-every", type=positive_int, default=500)
@@ -97,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         args.task = "sgcsp"
     if args.task != "csp" and args.data is not None:
         raise InputError("--data trains the P1 CSP flow only (--task csp)")
+    if args.task == "csp" and args.low_symmetry_repeats != 1:
+        raise InputError("--low-symmetry-repeats applies to --task sgcsp and dng (space-group data), not csp")
     check_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)  # before any data is read
     options = CrystalTrainOptions(
         dataset=args.dataset, data=args.data, data_dir=args.data_dir, val_fraction=args.val_fraction,
@@ -105,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         self_condition=args.self_condition, t_late_fraction=args.t_late_fraction,
         t_late_min=args.t_late_min, val_size=args.val_size,
         val_steps=args.val_steps, seed=args.seed, init_from=args.init_from,
-        train_on_val=args.train_on_val)
+        train_on_val=args.train_on_val, low_symmetry_repeats=args.low_symmetry_repeats)
     config = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
                          val_every=args.val_every, seed=args.seed, max_minutes=args.max_minutes)
     settings = RunSettings(out=args.out, config=config, device=args.device, threads=args.threads,

@@ -45,6 +45,10 @@ class CrystalTrainOptions:
         train_on_val: sgcsp / dng on a benchmark with its own train split (MP-20): also train on
             ``val.csv`` after its first :data:`~crystalflow.crystals.dataset.SELECTION_ROWS` rows,
             which stay held out for validation and selection (the test split is never used).
+        low_symmetry_repeats: sgcsp / dng: every training crystal of an orthorhombic, monoclinic or
+            triclinic space group (number <= :data:`LOW_SYMMETRY_MAX_GROUP`) appears this many times
+            per epoch (1: the data as it is), so more steps go to the groups with the most free
+            Wyckoff parameters.
     """
 
     dataset: str | None = None
@@ -65,6 +69,28 @@ class CrystalTrainOptions:
     seed: int = 0
     init_from: str | None = None
     train_on_val: bool = False
+    low_symmetry_repeats: int = 1
+
+    def __post_init__(self) -> None:
+        if self.low_symmetry_repeats < 1:
+            raise InputError(f"low_symmetry_repeats must be >= 1, got {self.low_symmetry_repeats}",
+                             parameters=("low_symmetry_repeats",))
+
+
+#: the highest orthorhombic space-group number: groups 1-74 are triclinic, monoclinic, orthorhombic
+LOW_SYMMETRY_MAX_GROUP = 74
+
+
+def repeat_low_symmetry(train_set, repeats: int):
+    """``train_set`` (a :class:`~crystalflow.crystals.symmetric.SymmetricDataset`) with each crystal of
+    space group <= :data:`LOW_SYMMETRY_MAX_GROUP` present ``repeats`` times (the copies appended)."""
+    if repeats <= 1:
+        return train_set
+    low = (train_set.space_groups <= LOW_SYMMETRY_MAX_GROUP).nonzero().flatten().tolist()
+    if not low:
+        return train_set
+    copies = train_set.subset(low)
+    return type(train_set).concat([train_set, *([copies] * (repeats - 1))])
 
 
 def _refuse_sgcsp_options(options: CrystalTrainOptions, task: str) -> None:
@@ -136,6 +162,9 @@ def build_csp(data: TrainData, options: CrystalTrainOptions) -> Built:
     from crystalflow.models import build_model, default_csp_network, default_size
 
     _refuse_sgcsp_options(options, "csp")
+    if options.low_symmetry_repeats != 1:
+        raise InputError("low_symmetry_repeats applies to tasks sgcsp and dng (space-group data), not task csp",
+                         parameters=("low_symmetry_repeats", "task"))
     init = _init_checkpoint(options, "csp")
     name = init.model_name if init is not None else options.model or default_csp_network(options.dataset)
     if init is not None:
@@ -199,7 +228,7 @@ def load_symmetric_data(options: CrystalTrainOptions, progress: bool) -> TrainDa
                                             limit=max(options.val_size, 500), progress=progress)
     else:
         val_set = None
-    return TrainData(train_set, val_set, options.dataset)
+    return TrainData(repeat_low_symmetry(train_set, options.low_symmetry_repeats), val_set, options.dataset)
 
 
 def _symmetric_stats(data: TrainData, chart: LatticeChart, **extra) -> CrystalStats:
