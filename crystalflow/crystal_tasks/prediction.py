@@ -198,7 +198,7 @@ def predict_with_space_group(
     num_atoms: int | None = None, formula_units: int | None = None, num_samples: int = 1,
     steps: int | None = None, method: str | None = None,
     checkpoint: str | os.PathLike | None = None, seed: int = 0, retries: int = 3,
-    allow_unseen: bool = False, candidates: int | None = None,
+    allow_unseen: bool = False, candidates: int | None = None, rank_relax_steps: int = 0,
 ) -> list[Structure]:
     """Predict ``num_samples`` conventional cells of a composition in a given space group.
 
@@ -210,11 +210,13 @@ def predict_with_space_group(
     K samples are drawn (cycling through the templates) and the ``num_samples`` lowest in CHGNet
     energy are returned, best first (:func:`lowest_energy_samples`), each with its static CHGNet
     energy (eV/atom; ``None`` for a sample CHGNet could not evaluate) in
-    ``structure.properties["energy_per_atom"]``.
+    ``structure.properties["energy_per_atom"]``. ``rank_relax_steps`` N > 0 re-ranks the two best
+    by their CHGNet energy after N FIRE steps (:func:`lowest_energy_samples` ``relax_steps``; the
+    samples stay unrelaxed; that energy in ``properties["relaxed_energy_per_atom"]``).
     """
     if num_samples < 1:
         raise InputError("num_samples must be >= 1", parameters=("num_samples",))
-    _check_candidates(candidates, num_samples)
+    _check_candidates(candidates, num_samples, rank_relax_steps)
     flow, ckpt = load_pretrained(checkpoint, task="sgcsp")
     check_trained_elements(atom_types_for(composition), ckpt.stats, allow_unseen=allow_unseen)
     max_atoms = ckpt.stats.get("max_atoms")
@@ -232,14 +234,23 @@ def predict_with_space_group(
                                     steps=steps, method=method, seed=seed)
     if candidates is None:
         return structures
-    kept = lowest_energy_samples([structures], num_samples, requested=[space_group])[0]
+    kept = lowest_energy_samples([structures], num_samples, requested=[space_group],
+                                 relax_steps=rank_relax_steps)[0]
     for c in kept:
         c.structure.properties["energy_per_atom"] = c.energy
+        if rank_relax_steps:
+            c.structure.properties["relaxed_energy_per_atom"] = c.relaxed_energy
     return [c.structure for c in kept]
 
 
-def _check_candidates(candidates: int | None, num_samples: int) -> None:
-    """Refuse ``candidates`` (samples drawn per composition) fewer than the ``num_samples`` kept."""
+def _check_candidates(candidates: int | None, num_samples: int, rank_relax_steps: int = 0) -> None:
+    """Refuse ``candidates`` (samples drawn per composition) fewer than the ``num_samples`` kept,
+    and a relaxed ranking (``rank_relax_steps``) without candidates to rank."""
+    if rank_relax_steps < 0:
+        raise InputError(f"rank_relax_steps must be >= 0, got {rank_relax_steps}", parameters=("rank_relax_steps",))
+    if rank_relax_steps and candidates is None:
+        raise InputError("rank_relax_steps re-ranks candidates: give candidates K too",
+                         parameters=("rank_relax_steps", "candidates"))
     if candidates is not None and candidates < num_samples:
         raise InputError(f"candidates ({candidates}) must be at least num_samples ({num_samples})",
                          parameters=("candidates", "num_samples"))
@@ -275,7 +286,7 @@ def _resample_failures(flow, templates: Sequence, chosen: list, structures: list
 
 def lowest_energy_samples(samples: Sequence[Sequence[Structure]], keep: int, *,
                           requested: Sequence[int | None] | None = None, batch_size: int = 64,
-                          progress: bool = False) -> list[list]:
+                          progress: bool = False, relax_steps: int = 0, relax_top: int = 2) -> list[list]:
     """Each composition's ``keep`` best samples by CHGNet energy.
 
     Args:
@@ -284,6 +295,11 @@ def lowest_energy_samples(samples: Sequence[Sequence[Structure]], keep: int, *,
         requested: per composition, the space group asked for (``None``: any); samples spglib
             (symprec 0.1) finds in it go before those it does not, so the energy ranking does not
             trade the requested symmetry for a lower energy.
+        relax_steps: with ``> 0``, a second stage: each composition's ``relax_top`` best samples
+            (valid, in the requested group, lowest static energy) are ranked again by their CHGNet
+            energy after ``relax_steps`` FIRE steps (positions and cell) and go first in that
+            order; the sample itself is kept, unrelaxed (the relaxation only ranks).
+        relax_top: samples per composition relaxed for the second stage.
     Returns:
         per composition, :class:`~crystalflow.crystal_tasks.candidates.Candidate` objects (source
         ``"flow"``, ``energy`` and ``check`` set) best first: valid ones (atoms >= 0.5 A apart)
@@ -299,6 +315,9 @@ def lowest_energy_samples(samples: Sequence[Sequence[Structure]], keep: int, *,
 
     if keep < 1:
         raise InputError("keep must be >= 1", parameters=("keep",))
+    if relax_steps < 0 or relax_top < 1:
+        raise InputError(f"relax_steps must be >= 0 and relax_top >= 1, got {relax_steps} and {relax_top}",
+                         parameters=("relax_steps", "relax_top"))
     if requested is None:
         requested = [None] * len(samples)
     if len(requested) != len(samples):
@@ -313,11 +332,36 @@ def lowest_energy_samples(samples: Sequence[Sequence[Structure]], keep: int, *,
     for c, e in zip(valid, static_energies([c.structure for c in valid], batch_size=batch_size,
                                            progress=progress)):
         c.energy = e
+    ranked_groups = [rank_candidates(group, rank="energy", energy_weight=1.0) for group in cands]
+    if relax_steps > 0:
+        ranked_groups = _relaxed_first(ranked_groups, relax_steps, relax_top, batch_size, progress)
     out = []
-    for group in cands:
-        ranked = rank_candidates(group, rank="energy", energy_weight=1.0)
+    for ranked in ranked_groups:
         best = distinct_best([c for c in ranked if c.check.ok], keep)  # valid and in the group
         out.append(best + distinct_best([c for c in ranked if not c.check.ok], keep - len(best)))
+    return out
+
+
+def _relaxed_first(ranked_groups: list[list], steps: int, top: int, batch_size: int, progress: bool) -> list[list]:
+    """Each group's first ``top`` valid, in-group candidates (as ranked) re-ordered by their CHGNet
+    energy after ``steps`` FIRE steps, put before the rest (kept in their order)."""
+    import math
+
+    from crystalflow.metrics.energy import relax_many
+
+    heads = [[c for c in ranked if c.check.ok and c.energy is not None][:top] for ranked in ranked_groups]
+    flat = [c for head in heads for c in head]
+    relaxed = relax_many([c.structure for c in flat], steps=steps, batch_size=min(batch_size, 16),
+                         progress=progress)
+    after = {}
+    for c, r in zip(flat, relaxed):
+        finite = math.isfinite(r.energy_per_atom)
+        c.relaxed_energy = r.energy_per_atom if finite else None
+        after[id(c)] = r.energy_per_atom if finite else math.inf
+    out = []
+    for ranked, head in zip(ranked_groups, heads):
+        first = sorted(head, key=lambda c: after[id(c)])  # stable: ties keep the static order
+        out.append(first + [c for c in ranked if id(c) not in after])
     return out
 
 
@@ -326,7 +370,7 @@ def predict_from_csv_with_space_group(
     num_samples: int = 1, steps: int | None = None, method: str | None = None,
     checkpoint: str | os.PathLike | None = None, seed: int = 0, batch_size: int = 256,
     progress: bool = True, symprec: float = 0.1, workers: int = 1, overwrite: bool = False,
-    candidates: int | None = None, chunk: int = 512,
+    candidates: int | None = None, chunk: int = 512, rank_relax_steps: int = 0,
 ) -> BatchPrediction:
     """Predict every CSV row conditioned on its own space group and Wyckoff template.
 
@@ -340,13 +384,15 @@ def predict_from_csv_with_space_group(
     lowest in CHGNet energy are written (:func:`lowest_energy_samples`; summary.csv gains
     ``energy_per_atom``), ``chunk`` rows at a time so an interruption keeps the finished chunks.
     Sample k of chunk c uses seed ``seed + c * K + k``, so with one chunk, sample 0 is the
-    unranked run's sample 0.
+    unranked run's sample 0. ``rank_relax_steps`` N > 0: the two best of each row re-ranked by
+    their CHGNet energy after N FIRE steps (:func:`lowest_energy_samples` ``relax_steps``; the
+    written samples stay unrelaxed; summary.csv gains ``relaxed_energy_per_atom``).
     """
     from crystalflow.crystals.symmetric import SymmetricDataset
 
     if num_samples < 1:
         raise InputError("num_samples must be >= 1", parameters=("num_samples",))
-    _check_candidates(candidates, num_samples)
+    _check_candidates(candidates, num_samples, rank_relax_steps)
     if chunk < 1:
         raise InputError("chunk must be >= 1", parameters=("chunk",))
     flow, ckpt = load_pretrained(checkpoint, task="sgcsp")
@@ -378,14 +424,14 @@ def predict_from_csv_with_space_group(
     else:
         rows = _write_lowest_energy(out, ids, templates, flow, num_samples, candidates, chunk,
                                     steps=steps, method=method, seed=seed, batch_size=batch_size,
-                                    progress=progress)
+                                    progress=progress, rank_relax_steps=rank_relax_steps)
     return BatchPrediction(written=len(rows), rows=len(data) + data.skipped, out_dir=out,
                            summary=tuple(rows), skipped_rows=tuple(skipped))
 
 
 def _write_lowest_energy(out: Path, ids: Sequence[str], templates: Sequence, flow, num_samples: int,
                          candidates: int, chunk: int, *, steps: int | None, method: str | None,
-                         seed: int, batch_size: int, progress: bool) -> list[dict]:
+                         seed: int, batch_size: int, progress: bool, rank_relax_steps: int = 0) -> list[dict]:
     """:func:`predict_from_csv_with_space_group` with ``candidates``: per chunk of rows, sample
     ``candidates`` structures per row, write the ``num_samples`` lowest in CHGNet energy and
     rewrite summary.csv; returns the summary rows."""
@@ -399,14 +445,19 @@ def _write_lowest_energy(out: Path, ids: Sequence[str], templates: Sequence, flo
                                              seed=seed + c * candidates + k, batch_size=batch_size,
                                              progress=progress) for k in range(candidates)]
         best = lowest_energy_samples([list(group) for group in zip(*draws)], num_samples,
-                                     requested=[t.space_group for t in part], progress=progress)
+                                     requested=[t.space_group for t in part], progress=progress,
+                                     relax_steps=rank_relax_steps)
         outputs = [(stem, r, cand.structure, t.space_group)
                    for stem, t, group in zip(stems[lo:lo + chunk], part, best)
                    for r, cand in enumerate(group)]
-        energies = [cand.energy for group in best for cand in group]
+        kept = [cand for group in best for cand in group]
         written = write_checked(out, outputs, num_samples)
-        for row, e in zip(written, energies):
-            row["energy_per_atom"] = "" if e is None else round(e, 5)
+        for row, cand in zip(written, kept):
+            row["energy_per_atom"] = "" if cand.energy is None else round(cand.energy, 5)
+            if rank_relax_steps:
+                e = cand.relaxed_energy
+                row["relaxed_energy_per_atom"] = "" if e is None else round(e, 5)
         rows += written
-        write_summary_csv(out, rows, CHECKED_COLUMNS + ("energy_per_atom",))
+        extra = ("energy_per_atom", "relaxed_energy_per_atom") if rank_relax_steps else ("energy_per_atom",)
+        write_summary_csv(out, rows, CHECKED_COLUMNS + extra)
     return rows

@@ -92,6 +92,8 @@ def test_candidates_keep_a_sample_no_worse_than_the_unranked_one(tiny_csv, tiny_
     (["--composition", "NaCl", "--candidates", "4"], "--candidates goes with --space-group"),
     (["--composition", "NaCl", "--space-group", "225", "--candidates", "1", "--num-samples", "2"],
      "must be at least --num-samples"),
+    (["--composition", "NaCl", "--space-group", "225", "--rank-relax-steps", "5"],
+     "--rank-relax-steps re-ranks --candidates: give --candidates K too"),
 ])
 def test_bad_candidate_requests_exit_2_and_write_nothing(argv, message, tmp_path, capsys):
     out = tmp_path / "o"
@@ -115,3 +117,33 @@ def test_the_command_line_writes_the_lowest_energy_cell(tiny_checkpoint, tmp_pat
     assert len(energies) >= 1 and np.isfinite(energies).all() and (np.diff(energies) >= 0).all()  # then by energy
     printed = capsys.readouterr().out
     assert "eV/atom" in printed
+
+
+def test_a_short_relaxation_re_ranks_the_best_two():
+    """The two-stage ranking (``relax_steps``): CsCl-type NaCl at a = 3.5 A is lower than a slightly
+    expanded rock salt as sampled, but after 10 CHGNet FIRE steps the rock salt is lower; the
+    second stage picks it and keeps the unrelaxed sample. With ``relax_top=1`` only the static
+    pick is relaxed, so it stays first."""
+    rocksalt, cscl, squeezed = _rocksalt(5.2), _cscl_nacl(3.5), _rocksalt(4.9)
+    group = [rocksalt, cscl, squeezed]
+    assert lowest_energy_samples([group], keep=1)[0][0].structure is cscl
+    two = lowest_energy_samples([group], keep=3, relax_steps=10, relax_top=2)[0]
+    assert two[0].structure is rocksalt and two[1].structure is cscl and two[2].structure is squeezed
+    assert two[0].relaxed_energy < two[1].relaxed_energy and two[2].relaxed_energy is None
+    assert two[0].structure.lattice.a == pytest.approx(5.2)  # the sample, not the relaxed cell
+    assert lowest_energy_samples([group], keep=1, relax_steps=10, relax_top=1)[0][0].structure is cscl
+    with pytest.raises(Exception, match="relax_top >= 1"):
+        lowest_energy_samples([group], keep=1, relax_steps=10, relax_top=0)
+
+
+def test_the_command_line_ranks_by_a_short_relaxation(tiny_checkpoint, tmp_path):  # noqa: F811
+    """``--rank-relax-steps``: the written samples are the flow's (unrelaxed) and summary.csv holds
+    the relaxed energy the first ones were ranked by, lowest first among the relaxed."""
+    out = tmp_path / "o"
+    assert main(["predict", "--composition", "NaCl", "--space-group", "225", "--candidates", "3",
+                 "--num-samples", "2", "--steps", "2", "--rank-relax-steps", "3",
+                 "--checkpoint", str(tiny_checkpoint), "--out", str(out)]) == 0
+    table = pd.read_csv(out / "summary.csv")
+    assert "relaxed_energy_per_atom" in table and len(list(out.glob("*.cif"))) == 2
+    relaxed = table.loc[table["ok"], "relaxed_energy_per_atom"].dropna().to_numpy(dtype=float)
+    assert len(relaxed) >= 1 and (np.diff(relaxed) >= 0).all()
