@@ -65,7 +65,7 @@ def main() -> None:
     from crystalflow.metrics.hull import load_reference_hull
     from crystalflow.metrics.io import load_reference_csv
     from crystalflow.metrics.stability import evaluate_stability, write_stability_csv
-    from crystalflow.crystal_tasks.steered_generation import make_sampler
+    from crystalflow.crystal_tasks.steered_generation import chgnet_passes, make_sampler
 
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -107,8 +107,7 @@ def main() -> None:
             "reward_calls_made_per_structure": None if sampler is None else sampler.reward_calls / n,
             "reward_relax_steps": args.reward_relax_steps if sampler is not None else None,
             "reward_relax_top": args.reward_relax_top if sampler is not None else None,
-            "chgnet_passes_per_structure": None if sampler is None
-            else sum(getattr(r, "chgnet_passes", 0) for r in (sampler.reward, sampler.refine) if r is not None) / n,
+            "chgnet_passes_per_structure": None if sampler is None else chgnet_passes(sampler) / n,
             "resampled": res.resampled, "failed_checks": len(res.failed),
             "converged": sum(bool(r.converged) for r in result.records),
             "mean_kept_reward": (sum(sampler.chosen_rewards) / len(sampler.chosen_rewards)) if sampler else None,

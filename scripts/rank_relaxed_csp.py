@@ -11,7 +11,8 @@ stays unrelaxed).
     crystalflow evaluate csp --predictions runs/s18/rank500/static --reference ../shared/data/mp_20/val.csv.gz --limit 500 --json
     crystalflow evaluate csp --predictions runs/s18/rank500/relaxed --reference ../shared/data/mp_20/val.csv.gz --limit 500 --json
 
-``--samples`` holds ``<material_id>_<k>.cif`` (``predict --num-samples K``); the requested space
+``--samples`` holds ``<material_id>_<k>.cif`` (``predict --num-samples K``), read as ``evaluate csp``
+reads predictions (:func:`crystalflow.metrics.io.group_csp_predictions`); the requested space
 group of a row is spglib's (symprec 0.1) analysis of its reference CIF, as ``predict`` conditions on.
 """
 
@@ -31,19 +32,18 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
-    import pandas as pd
     from pymatgen.core import Structure
 
     from crystalflow.crystal_tasks.prediction import lowest_energy_samples
     from crystalflow.crystals.symmetric import analyze_cif
+    from crystalflow.metrics.io import group_csp_predictions, read_reference_table
 
-    df = pd.read_csv(args.reference)
-    if args.limit is not None:
-        df = df.iloc[: args.limit]
+    table = read_reference_table(args.reference, args.limit)
+    files = group_csp_predictions(args.samples, table["material_id"].tolist())
     ids, samples, requested = [], [], []
-    for mid, cif in zip(df["material_id"], df["cif"]):
+    for mid, cif in zip(table["material_id"], table["cif"]):
         group = []
-        for f in sorted(args.samples.glob(f"{mid}_*.cif")):
+        for f in files[mid]:
             try:
                 group.append(Structure.from_file(f))
             except Exception:  # a collapsed sample pymatgen cannot read back: not a candidate

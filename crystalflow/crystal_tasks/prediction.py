@@ -334,7 +334,7 @@ def lowest_energy_samples(samples: Sequence[Sequence[Structure]], keep: int, *,
         c.energy = e
     ranked_groups = [rank_candidates(group, rank="energy", energy_weight=1.0) for group in cands]
     if relax_steps > 0:
-        ranked_groups = _relaxed_first(ranked_groups, relax_steps, relax_top, batch_size)
+        ranked_groups = _relaxed_first(ranked_groups, relax_steps, relax_top, batch_size, progress)
     out = []
     for ranked in ranked_groups:
         best = distinct_best([c for c in ranked if c.check.ok], keep)  # valid and in the group
@@ -342,22 +342,23 @@ def lowest_energy_samples(samples: Sequence[Sequence[Structure]], keep: int, *,
     return out
 
 
-def _relaxed_first(ranked_groups: list[list], steps: int, top: int, batch_size: int) -> list[list]:
+def _relaxed_first(ranked_groups: list[list], steps: int, top: int, batch_size: int,
+                   progress: bool) -> list[list]:
     """Each group's first ``top`` valid, in-group candidates (as ranked) re-ordered by their CHGNet
     energy after ``steps`` FIRE steps, put before the rest (kept in their order)."""
     import math
 
-    from crystalflow.crystal_tasks.rewards import HullEnergyReward
+    from crystalflow.metrics.energy import relax_many
 
     heads = [[c for c in ranked if c.check.ok and c.energy is not None][:top] for ranked in ranked_groups]
     flat = [c for head in heads for c in head]
-    # the steering reward's energy after `steps` FIRE steps (one definition of the relaxed score)
-    energies = HullEnergyReward(relax_steps=steps, batch_size=min(batch_size, 16)).energies(
-        [c.structure for c in flat])
+    relaxed = relax_many([c.structure for c in flat], steps=steps, batch_size=min(batch_size, 16),
+                         progress=progress)
     after = {}
-    for c, e in zip(flat, energies):
-        c.relaxed_energy = e
-        after[id(c)] = math.inf if e is None else e
+    for c, r in zip(flat, relaxed):
+        finite = math.isfinite(r.energy_per_atom)
+        c.relaxed_energy = r.energy_per_atom if finite else None
+        after[id(c)] = r.energy_per_atom if finite else math.inf
     out = []
     for ranked, head in zip(ranked_groups, heads):
         first = sorted(head, key=lambda c: after[id(c)])  # stable: ties keep the static order

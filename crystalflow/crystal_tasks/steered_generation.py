@@ -11,7 +11,7 @@ from crystalflow.crystals.crystal import Crystal, write_text_atomic
 from crystalflow.errors import InputError
 from crystalflow.crystal_tasks.steering import DEFAULT_RESAMPLE_AT, METHODS, SteeredSampler, SteeringConfig
 
-__all__ = ["make_sampler", "relax_generated", "steering_note"]
+__all__ = ["chgnet_passes", "make_sampler", "relax_generated", "steering_note"]
 
 
 def make_sampler(flow, steer: str | None, particles: int | None = None,
@@ -66,17 +66,21 @@ def make_sampler(flow, steer: str | None, particles: int | None = None,
     return SteeredSampler(flow, config, reward=reward, refine=refine, progress=progress)
 
 
+def chgnet_passes(sampler: SteeredSampler) -> int:
+    """CHGNet forward passes the sampler's rewards spent so far (both stages; 0 for rewards that
+    do not count them, e.g. a user callable)."""
+    return sum(getattr(r, "chgnet_passes", 0) for r in (sampler.reward, sampler.refine) if r is not None)
+
+
 def steering_note(sampler: SteeredSampler, steps: int) -> str:
     """One line: method, budget actually spent and the mean reward of the kept particles."""
     c = sampler.config
     r = sampler.chosen_rewards
     mean = sum(r) / len(r) if r else float("nan")
     times = f", resampled at t = {', '.join(f'{t:g}' for t in c.resample_at)}" if c.resample_at else ""
-    rewards = [r for r in (sampler.reward, sampler.refine) if r is not None]
-    passes = sum(getattr(r, "chgnet_passes", 0) for r in rewards)
-    relaxed = max(getattr(r, "relax_steps", 0) for r in rewards)
+    relaxed = max(getattr(r, "relax_steps", 0) for r in (sampler.reward, sampler.refine) if r is not None)
     top = f", the {c.refine_top} best of each group relaxed" if c.refine_top else ""
-    chgnet = f" ({passes} CHGNet passes, up to {relaxed} FIRE steps each{top})" if relaxed else ""
+    chgnet = f" ({chgnet_passes(sampler)} CHGNet passes, up to {relaxed} FIRE steps each{top})" if relaxed else ""
     return (f"steering {c.method}: {c.particles} particles{times}; {sampler.reward_calls} reward calls{chgnet}, "
             f"{c.network_calls(steps)} network calls per structure; mean reward of the kept "
             f"particles {mean:.4f}")

@@ -133,20 +133,18 @@ def resample_indices(rewards: torch.Tensor, particles: int, temperature: float,
     return (pick + offsets).reshape(-1)
 
 
-def best_in_groups(rewards: torch.Tensor, particles: int) -> torch.Tensor:
-    """``[B * K]`` rewards -> ``[B]`` global index of each group's lowest reward (``nan``: worst)."""
-    r = rewards.double().reshape(-1, particles)
-    r = torch.where(torch.isnan(r), torch.full_like(r, math.inf), r)
-    return r.argmin(-1) + torch.arange(r.shape[0], dtype=torch.long) * particles
-
-
 def top_in_groups(rewards: torch.Tensor, particles: int, top: int) -> torch.Tensor:
     """``[B * K]`` rewards -> ``[B * top]`` global indices of each group's ``top`` lowest rewards
-    (group by group, lowest first; ``nan``: worst)."""
+    (group by group, lowest first, ties in particle order; ``nan``: worst)."""
     r = rewards.double().reshape(-1, particles)
     r = torch.where(torch.isnan(r), torch.full_like(r, math.inf), r)
     order = r.argsort(dim=-1, stable=True)[:, :top]
     return (order + torch.arange(r.shape[0], dtype=torch.long)[:, None] * particles).reshape(-1)
+
+
+def best_in_groups(rewards: torch.Tensor, particles: int) -> torch.Tensor:
+    """``[B * K]`` rewards -> ``[B]`` global index of each group's lowest reward (``nan``: worst)."""
+    return top_in_groups(rewards, particles, 1)
 
 
 def _element_index(sizes: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
@@ -265,7 +263,7 @@ class SteeredSampler:
 
     def _score(self, structures: Sequence, reward: Reward | None = None) -> torch.Tensor:
         self.reward_calls += len(structures)
-        return _rewards(reward or self.reward, structures)
+        return _rewards(self.reward if reward is None else reward, structures)
 
     def _refined(self, structures: Sequence, rewards: torch.Tensor) -> torch.Tensor:
         """``[B * K]`` first-stage rewards -> the same with each group's ``refine_top`` lowest
