@@ -53,6 +53,8 @@ def main() -> None:
                     help="steered settings: reward after N CHGNet FIRE steps (HullEnergyReward relax_steps)")
     ap.add_argument("--reward-relax-top", type=int, default=None,
                     help="with --reward-relax-steps: relax only the M best (static energy) of each group at the end")
+    ap.add_argument("--repeat-penalty", type=float, default=None,
+                    help="steered settings: penalty (eV/atom) on a final particle matching a kept crystal")
     ap.add_argument("--train", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--threads", type=int, default=1)
@@ -78,7 +80,8 @@ def main() -> None:
         temp = args.temperature if method == "smc" else None
         sampler = make_sampler(flow, method, k, times, temp, progress=False,
                                reward_relax_steps=args.reward_relax_steps if method else None,
-                               reward_relax_top=args.reward_relax_top if method else None)
+                               reward_relax_top=args.reward_relax_top if method else None,
+                               repeat_penalty=args.repeat_penalty if method else None)
         # as `crystalflow generate`: --geometry auto, which is the DNG geometry under --steer
         geometry = load_geometry(flow, PLAIN_GEOMETRY.get(setting, "auto"), "cpu", steering=sampler is not None)
         t0 = time.perf_counter()
@@ -107,6 +110,8 @@ def main() -> None:
             "reward_calls_made_per_structure": None if sampler is None else sampler.reward_calls / n,
             "reward_relax_steps": args.reward_relax_steps if sampler is not None else None,
             "reward_relax_top": args.reward_relax_top if sampler is not None else None,
+            "repeat_penalty": args.repeat_penalty if sampler is not None else None,
+            "repeats_avoided": None if sampler is None else sampler.repeats_avoided,
             "chgnet_passes_per_structure": None if sampler is None else chgnet_passes(sampler) / n,
             "resampled": res.resampled, "failed_checks": len(res.failed),
             "converged": sum(bool(r.converged) for r in result.records),

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from crystalflow.cli._checks import fraction, nonnegative_int, positive_float, positive_int
+from crystalflow.cli._checks import fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,6 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--reward-relax-top", type=positive_int, metavar="M",
                    help="two stages: score every particle by its static energy and re-score only the M best of "
                         "each group (at the end) after --reward-relax-steps (M <= --particles)")
+    s.add_argument("--repeat-penalty", type=nonnegative_float, metavar="P",
+                   help="add P (eV/atom) to the reward of a final particle that matches (StructureMatcher) a "
+                        "crystal already kept in this run, so the next-best distinct particle wins "
+                        "(default 0; with --steer)")
     s.add_argument("--relax", action="store_true",
                    help="also relax every structure (its primitive cell) with CHGNet: OUT/relaxed/ gets the relaxed CIFs and "
                         "stability.csv (energy, E_hull against the bundled CHGNet hull)")
@@ -98,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
 
     flow, dist = _load(args.checkpoint, "cpu")
     sampler = make_sampler(flow, args.steer, args.particles, args.resample_at, args.steer_temperature,
-                           reward_relax_steps=args.reward_relax_steps, reward_relax_top=args.reward_relax_top)
+                           reward_relax_steps=args.reward_relax_steps, reward_relax_top=args.reward_relax_top,
+                           repeat_penalty=args.repeat_penalty)
     geometry = load_geometry(flow, args.geometry, "cpu", steering=sampler is not None)
     select_skeletons(dist, flow.allowed, sg, elements, args.num_atoms)  # refuse a request before --out
     out = prepare_output_dir(args.out, overwrite=args.overwrite)

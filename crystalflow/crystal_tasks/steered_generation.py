@@ -17,7 +17,7 @@ __all__ = ["chgnet_passes", "make_sampler", "relax_generated", "steering_note"]
 def make_sampler(flow, steer: str | None, particles: int | None = None,
                  resample_at: Sequence[float] | None = None, temperature: float | None = None,
                  reward=None, progress: bool = True, reward_relax_steps: int | None = None,
-                 reward_relax_top: int | None = None) -> SteeredSampler | None:
+                 reward_relax_top: int | None = None, repeat_penalty: float | None = None) -> SteeredSampler | None:
     """A :class:`~crystalflow.crystal_tasks.steering.SteeredSampler` for ``steer`` (``None``: plain sampling).
 
     ``reward_relax_steps`` (with the default reward only): score each particle by its CHGNet energy
@@ -25,6 +25,8 @@ def make_sampler(flow, steer: str | None, particles: int | None = None,
     ``relax_steps``) instead of its static energy. With ``reward_relax_top`` M as well, two stages:
     every particle is scored by its static energy and only the M best of each group, at t = 1, by
     the relaxed one (:class:`~crystalflow.crystal_tasks.steering.SteeringConfig` ``refine_top``).
+    ``repeat_penalty`` P: a final particle matching a crystal already kept costs ``reward + P``
+    (``SteeringConfig.repeat_penalty``).
 
     Raises:
         InputError: steering options without ``steer``, ``resample_at`` with ``best-of-n``,
@@ -40,7 +42,8 @@ def make_sampler(flow, steer: str | None, particles: int | None = None,
         raise InputError(f"reward_relax_steps must be >= 0, got {reward_relax_steps}", parameters=("reward_relax_steps",))
     if steer is None:
         given = [name for name, v in (("particles", particles), ("resample_at", resample_at),
-                                      ("temperature", temperature), ("reward_relax_steps", reward_relax_steps))
+                                      ("temperature", temperature), ("reward_relax_steps", reward_relax_steps),
+                                      ("repeat_penalty", repeat_penalty))
                  if v is not None]
         if given:
             raise InputError(f"{', '.join(given)} need(s) steer best-of-n or steer smc",
@@ -54,7 +57,7 @@ def make_sampler(flow, steer: str | None, particles: int | None = None,
     config = SteeringConfig(method=steer, particles=4 if particles is None else particles,
                             resample_at=DEFAULT_RESAMPLE_AT if resample_at is None else tuple(resample_at),
                             temperature=0.1 if temperature is None else temperature,
-                            refine_top=reward_relax_top or 0)
+                            refine_top=reward_relax_top or 0, repeat_penalty=repeat_penalty or 0.0)
     refine = None
     if reward_relax_steps:
         from crystalflow.crystal_tasks.rewards import HullEnergyReward
@@ -81,9 +84,11 @@ def steering_note(sampler: SteeredSampler, steps: int) -> str:
     relaxed = max(getattr(r, "relax_steps", 0) for r in (sampler.reward, sampler.refine) if r is not None)
     top = f", the {c.refine_top} best of each group relaxed" if c.refine_top else ""
     chgnet = f" ({chgnet_passes(sampler)} CHGNet passes, up to {relaxed} FIRE steps each{top})" if relaxed else ""
+    repeats = (f"; {sampler.repeats_avoided} repeats of kept crystals passed over (penalty "
+               f"{c.repeat_penalty:g}, {sampler.memory.comparisons} StructureMatcher fits)") if c.repeat_penalty else ""
     return (f"steering {c.method}: {c.particles} particles{times}; {sampler.reward_calls} reward calls{chgnet}, "
             f"{c.network_calls(steps)} network calls per structure; mean reward of the kept "
-            f"particles {mean:.4f}")
+            f"particles {mean:.4f}{repeats}")
 
 
 def relax_generated(crystals: Sequence[Crystal], out: str | os.PathLike, *, steps: int = 500,

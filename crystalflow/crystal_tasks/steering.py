@@ -22,6 +22,15 @@ reward): the ``M`` particles of each group lowest in the cheap reward are scored
 expensive one (e.g. the CHGNet energy after a short relaxation), and the lowest of those is kept;
 ``M * B`` extra reward calls instead of ``K * B``.
 
+With ``repeat_penalty`` P > 0 the final pick also avoids repeats: groups are settled in order, and a
+particle that matches (pymatgen StructureMatcher, the uniqueness test of
+:mod:`crystalflow.metrics.novelty`) a crystal already kept by this sampler (in this call or an
+earlier one) costs ``reward + P``. In a small chemical system the lowest-energy particle is often
+the same known crystal again; the penalty trades it for the group's next-best distinct one
+(:class:`RepeatMemory`, :func:`pick_avoiding_repeats`). With two stages the penalty also
+applies when the ``refine_top`` particles are chosen (:func:`top_avoiding_repeats`), so the
+expensive reward is spent on distinct candidates.
+
 The continuous part of the flow is a deterministic ODE, so copies of one particle diverge only
 through the random type jumps of orbits still masked at the resampling time: resampling early
 keeps diversity, resampling late exploits the better endpoint predictions.
@@ -44,8 +53,9 @@ from crystalflow.crystals.batch import CrystalBatch
 from crystalflow.errors import InputError
 from crystalflow.crystal_tasks.rewards import Reward
 
-__all__ = ["METHODS", "SteeringConfig", "SteeredSampler", "best_in_groups", "gather_particles",
-           "group_weights", "predict_endpoint", "resample_indices", "select_crystals", "top_in_groups"]
+__all__ = ["METHODS", "RepeatMemory", "SteeringConfig", "SteeredSampler", "best_in_groups", "gather_particles",
+           "group_weights", "pick_avoiding_repeats", "predict_endpoint", "resample_indices", "select_crystals",
+           "top_avoiding_repeats", "top_in_groups"]
 
 #: steering methods
 METHODS = ("best-of-n", "smc")
@@ -64,6 +74,9 @@ class SteeringConfig:
         temperature: of the weights ``exp(-reward / temperature)`` (reward units: eV/atom).
         refine_top: with a ``refine`` reward on the sampler: the particles of each group (the M
             lowest in the reward) scored again by it at t = 1 (0: no second stage).
+        repeat_penalty: added (reward units) to the reward of a particle that matches a crystal the
+            sampler has already kept, when the final particle (and, with two stages, the
+            ``refine_top``) are chosen; 0 (the default): the lowest reward wins, repeats or not.
     """
 
     method: str = "smc"
@@ -71,6 +84,7 @@ class SteeringConfig:
     resample_at: tuple[float, ...] = DEFAULT_RESAMPLE_AT
     temperature: float = 0.1
     refine_top: int = 0
+    repeat_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -89,6 +103,9 @@ class SteeringConfig:
         if int(self.refine_top) != self.refine_top or not 0 <= self.refine_top <= self.particles:
             raise InputError(f"refine_top must be an integer in [0, particles = {self.particles}], "
                              f"got {self.refine_top!r}", parameters=("refine_top", "particles"))
+        if not (math.isfinite(self.repeat_penalty) and self.repeat_penalty >= 0):
+            raise InputError(f"repeat_penalty must be >= 0, got {self.repeat_penalty!r}",
+                             parameters=("repeat_penalty",))
         object.__setattr__(self, "resample_at", times if self.method == "smc" else ())
 
     @property
@@ -145,6 +162,111 @@ def top_in_groups(rewards: torch.Tensor, particles: int, top: int) -> torch.Tens
 def best_in_groups(rewards: torch.Tensor, particles: int) -> torch.Tensor:
     """``[B * K]`` rewards -> ``[B]`` global index of each group's lowest reward (``nan``: worst)."""
     return top_in_groups(rewards, particles, 1)
+
+
+@dataclass
+class RepeatMemory:
+    """The crystals a sampler has kept, by reduced formula, to test new ones against.
+
+    Attributes:
+        kept: reduced formula -> the kept structures of that formula.
+        comparisons: StructureMatcher fits made so far (the cost of the memory).
+    """
+
+    kept: dict[str, list] = field(default_factory=dict)
+    comparisons: int = 0
+
+    def matches(self, structure) -> bool:
+        """Does ``structure`` match a kept crystal
+        (:func:`crystalflow.metrics.novelty.structures_match`; only equal reduced formulas can)?"""
+        from crystalflow.metrics.novelty import structures_match
+
+        for other in self.kept.get(structure.composition.reduced_formula, ()):
+            self.comparisons += 1
+            if structures_match(structure, other):
+                return True
+        return False
+
+    def add(self, structure) -> None:
+        """Remember ``structure`` as kept."""
+        self.kept.setdefault(structure.composition.reduced_formula, []).append(structure)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.kept.values())
+
+
+def _penalised_top(rewards: torch.Tensor, repeats, penalty: float, top: int) -> list[int]:
+    """``[K]`` rewards of one group -> the ``top`` particles of lowest ``reward + penalty *
+    repeats(i)``, lowest first (``nan``: worst; ties in reward order). ``repeats(i)`` is asked
+    lazily, in reward order, only while particle ``i``'s bare reward can still enter the top."""
+    r = torch.where(torch.isnan(rewards), torch.full_like(rewards, math.inf), rewards.double())
+    order = r.argsort(stable=True).tolist()
+    if penalty <= 0:
+        return order[:top]
+    costed: list[tuple[float, int, int]] = []  # (cost, rank in reward order, particle)
+    for rank, i in enumerate(order):
+        value = float(r[i])
+        if len(costed) >= top and not value < costed[top - 1][0]:
+            break
+        cost = value + penalty if math.isfinite(value) and repeats(i) else value
+        costed = sorted([*costed, (cost, rank, i)])
+    return [i for _, _, i in costed[:top]]
+
+
+def top_avoiding_repeats(rewards: torch.Tensor, structures: Sequence, particles: int, top: int,
+                         penalty: float, memory: RepeatMemory) -> torch.Tensor:
+    """:func:`top_in_groups` by ``reward + penalty * [the particle matches a crystal in memory]``
+    (``memory`` is read, not updated).
+
+    Args:
+        rewards: ``[B * K]`` (``nan``: worst).
+        structures: the ``B * K`` particles' structures.
+        particles: K. top: M <= K.
+        penalty: >= 0, in reward units (0: exactly :func:`top_in_groups`, no matching).
+        memory: the crystals kept so far.
+
+    Returns:
+        ``[B * M]`` long global indices, group by group, lowest cost first.
+    """
+    if len(structures) != rewards.shape[0]:
+        raise ValueError(f"{len(structures)} structures for {rewards.shape[0]} rewards")
+    r = rewards.reshape(-1, particles)
+    out = []
+    for g in range(r.shape[0]):
+        base = g * particles
+        out += [base + i for i in _penalised_top(r[g], lambda i: memory.matches(structures[base + i]),
+                                                 penalty, top)]
+    return torch.tensor(out, dtype=torch.long)
+
+
+def pick_avoiding_repeats(rewards: torch.Tensor, structures: Sequence, particles: int, penalty: float,
+                          memory: RepeatMemory) -> torch.Tensor:
+    """Each group's particle of lowest ``reward + penalty * [it matches a kept crystal]``, groups
+    settled in order, each pick added to ``memory`` before the next group (so a call's later groups
+    avoid its earlier picks too).
+
+    Args:
+        rewards: ``[B * K]`` (``nan``: worst).
+        structures: the ``B * K`` particles' structures.
+        particles: K.
+        penalty: >= 0, in reward units; 0 gives :func:`best_in_groups` (still remembering the picks).
+        memory: the crystals kept so far; updated in place.
+
+    Returns:
+        ``[B]`` long global indices. Particles are tested in reward order and only while their bare
+        reward can still win, so a group whose best particle is new costs one test per kept crystal
+        of its formula.
+    """
+    if len(structures) != rewards.shape[0]:
+        raise ValueError(f"{len(structures)} structures for {rewards.shape[0]} rewards")
+    r = rewards.reshape(-1, particles)
+    picks = []
+    for g in range(r.shape[0]):
+        base = g * particles
+        best = base + _penalised_top(r[g], lambda i: memory.matches(structures[base + i]), penalty, 1)[0]
+        memory.add(structures[best])
+        picks.append(best)
+    return torch.tensor(picks, dtype=torch.long)
 
 
 def _element_index(sizes: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
@@ -238,6 +360,9 @@ class SteeredSampler:
         refine: the second-stage reward of ``config.refine_top`` (e.g.
             ``HullEnergyReward(relax_steps=10)``); ``None``: one stage.
         progress: show a bar over the reward evaluations of each call.
+        memory: the crystals kept so far (with ``config.repeat_penalty`` > 0), across calls.
+        repeats_avoided: groups whose final pick is not their lowest final reward (that particle
+            was passed over as a repeat).
         reward_calls: reward evaluations so far (both stages); chosen_rewards: the final reward of every
             returned crystal, in call order; resampling_ess: mean effective sample size (out of
             K) at each resampling, in call order.
@@ -251,6 +376,8 @@ class SteeredSampler:
     reward_calls: int = field(default=0, init=False)
     chosen_rewards: list[float] = field(default_factory=list, init=False)
     resampling_ess: list[float] = field(default_factory=list, init=False)
+    memory: RepeatMemory = field(default_factory=RepeatMemory, init=False)
+    repeats_avoided: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if self.reward is None:
@@ -267,8 +394,12 @@ class SteeredSampler:
 
     def _refined(self, structures: Sequence, rewards: torch.Tensor) -> torch.Tensor:
         """``[B * K]`` first-stage rewards -> the same with each group's ``refine_top`` lowest
-        re-scored by ``refine`` and every other particle at ``inf`` (so one of those is kept)."""
-        top = top_in_groups(rewards, self.config.particles, self.config.refine_top)
+        re-scored by ``refine`` and every other particle at ``inf`` (so one of those is kept); with
+        a repeat penalty, lowest in the penalised first-stage reward (against the crystals kept
+        before this call)."""
+        c = self.config
+        top = (top_avoiding_repeats(rewards, structures, c.particles, c.refine_top, c.repeat_penalty, self.memory)
+               if c.repeat_penalty > 0 else top_in_groups(rewards, c.particles, c.refine_top))
         out = torch.full_like(rewards, math.inf)
         out[top] = self._score([structures[i] for i in top.tolist()], self.refine)
         return out
@@ -315,6 +446,10 @@ class SteeredSampler:
                 rewards = self._refined(structures, rewards)
             bar.update(1)
         best = best_in_groups(rewards, k)
+        if self.config.repeat_penalty > 0:
+            avoiding = pick_avoiding_repeats(rewards, structures, k, self.config.repeat_penalty, self.memory)
+            self.repeats_avoided += int((avoiding != best).sum())
+            best = avoiding
         self.chosen_rewards.extend(rewards.index_select(0, best).tolist())
         sym = collate_symmetry([crystal_symmetry(s.template()) for s in skeletons]).to(device)
         return select_crystals(full, best, sym)

@@ -20,7 +20,8 @@ from pymatgen.core import Structure
 
 from crystalflow.metrics._parallel import parallel_map
 
-__all__ = ["NoveltyMetrics", "novelty_flags", "novelty_matcher", "novelty_metrics", "uniqueness_flags"]
+__all__ = ["NoveltyMetrics", "novelty_flags", "novelty_matcher", "novelty_metrics", "structures_match",
+           "uniqueness_flags"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -29,7 +30,9 @@ def novelty_matcher() -> StructureMatcher:
     return StructureMatcher()
 
 
-def _safe_fit(a: Structure, b: Structure) -> bool:
+def structures_match(a: Structure, b: Structure) -> bool:
+    """Do ``a`` and ``b`` match under :func:`novelty_matcher` (the uniqueness / novelty test)?
+    ``False`` when the matcher fails."""
     try:
         return bool(novelty_matcher().fit(a, b))
     except Exception:
@@ -39,7 +42,7 @@ def _safe_fit(a: Structure, b: Structure) -> bool:
 def _first_match(task: tuple[Structure, Sequence[Structure]]) -> bool:
     """Worker: does ``structure`` match any of ``candidates``?"""
     structure, candidates = task
-    return any(_safe_fit(structure, c) for c in candidates)
+    return any(structures_match(structure, c) for c in candidates)
 
 
 def _unique_in_group(group: Sequence[Structure]) -> list[bool]:
@@ -47,7 +50,7 @@ def _unique_in_group(group: Sequence[Structure]) -> list[bool]:
     kept: list[Structure] = []
     flags = []
     for s in group:
-        dup = any(_safe_fit(s, k) for k in kept)
+        dup = any(structures_match(s, k) for k in kept)
         flags.append(not dup)
         if not dup:
             kept.append(s)

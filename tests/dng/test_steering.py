@@ -13,8 +13,8 @@ from crystalflow.errors import InputError
 from crystalflow.crystal_tasks.generation import generate_crystals
 from crystalflow.crystal_tasks.rewards import CLASH_PENALTY, DensityReward, VolumeReward
 from crystalflow.crystal_tasks.steering import (
-    SteeredSampler, SteeringConfig, best_in_groups, gather_particles, group_weights, resample_indices,
-    top_in_groups,
+    RepeatMemory, SteeredSampler, SteeringConfig, best_in_groups, gather_particles, group_weights,
+    pick_avoiding_repeats, resample_indices, top_avoiding_repeats, top_in_groups,
 )
 from crystalflow.symmetry import collate_symmetry, crystal_symmetry
 
@@ -163,6 +163,81 @@ def test_two_stages_keep_the_refined_best_of_the_first_stages_top(method, times)
     assert sampler.chosen_rewards == pytest.approx(refined.min(-1).values.tolist())
 
 
+def _rock_salt(a: float):
+    from pymatgen.core import Lattice, Structure
+
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def _cesium_chloride(a: float):
+    from pymatgen.core import Lattice, Structure
+
+    return Structure(Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def test_pick_avoiding_repeats_trades_a_repeat_for_the_next_distinct_particle():
+    # two groups of two: rock salt (reward 0) and CsCl-type NaCl (reward 0.05) each; the second
+    # group's rock salt is the first's, 1% larger (StructureMatcher matches it)
+    structures = [_rock_salt(5.6), _cesium_chloride(3.4), _rock_salt(5.66), _cesium_chloride(3.45)]
+    rewards = torch.tensor([0.0, 0.05, 0.0, 0.05], dtype=torch.float64)
+    for penalty, picks in ((0.0, [0, 2]), (0.01, [0, 2]), (0.1, [0, 3])):
+        memory = RepeatMemory()
+        got = pick_avoiding_repeats(rewards, structures, 2, penalty, memory)
+        assert got.tolist() == picks, penalty
+        assert len(memory) == 2 and memory.kept.keys() == {"NaCl"}
+        if penalty == 0.0:
+            assert torch.equal(got, best_in_groups(rewards, 2)) and memory.comparisons == 0
+    # the first group's best is new (nothing kept): no test beyond it; the second group tests its
+    # rock salt (a repeat) against the kept one, then its CsCl, which is new
+    assert memory.comparisons == 2
+    # the memory carries over: the same particles again, everything repeats, the lowest reward wins
+    again = pick_avoiding_repeats(rewards, structures, 2, 0.1, memory)
+    assert again.tolist() == [0, 2] and len(memory) == 4
+    # nan is the worst reward, whatever the penalty
+    nan = torch.tensor([math.nan, 0.3, math.nan, math.nan], dtype=torch.float64)
+    assert pick_avoiding_repeats(nan, structures, 2, 0.1, RepeatMemory()).tolist() == [1, 2]
+    with pytest.raises(ValueError, match="3 structures for 4 rewards"):
+        pick_avoiding_repeats(rewards, structures[:3], 2, 0.1, RepeatMemory())
+
+
+def test_top_avoiding_repeats_ranks_by_the_penalised_reward():
+    structures = [_rock_salt(5.6), _cesium_chloride(3.4), _rock_salt(5.7), _cesium_chloride(3.3)] * 2
+    gen = torch.Generator().manual_seed(1)
+    rewards = torch.rand(8, generator=gen, dtype=torch.float64)
+    rewards[5] = math.nan
+    empty = RepeatMemory()
+    for top in (1, 2, 4):  # nothing kept, or no penalty: top_in_groups
+        assert torch.equal(top_avoiding_repeats(rewards, structures, 4, top, 0.3, empty), top_in_groups(rewards, 4, top))
+        assert torch.equal(top_avoiding_repeats(rewards, structures, 4, top, 0.0, empty), top_in_groups(rewards, 4, top))
+    assert empty.comparisons == 0 and len(empty) == 0
+    kept = RepeatMemory()
+    kept.add(_rock_salt(5.65))  # every rock salt particle is now a repeat
+    rock = torch.tensor([s.lattice.a > 5 for s in structures])
+    for top in (1, 2, 4):
+        got = top_avoiding_repeats(rewards, structures, 4, top, 10.0, kept).reshape(2, top)
+        cost = torch.where(rock, rewards + 10.0, rewards).nan_to_num(math.inf).reshape(2, 4)
+        assert torch.equal(got % 4, cost.argsort(dim=-1, stable=True)[:, :top])
+    assert len(kept) == 1  # read, not updated
+
+
+def test_the_sampler_passes_over_particles_that_repeat_its_own_earlier_picks():
+    """The same seed twice gives the same particles; with a constant reward the first call keeps
+    each group's particle 0, so the second call must pass over every particle 0 (all repeats)."""
+    flow = tiny_flow()
+    skeletons = SKELETONS.sample(3, torch.Generator().manual_seed(2))
+    flat = lambda structures: [0.0] * len(structures)  # noqa: E731
+    sampler = SteeredSampler(flow, SteeringConfig("best-of-n", 2, repeat_penalty=0.5), reward=flat)
+    first = sampler(skeletons, steps=6, generator=torch.Generator().manual_seed(0))
+    assert sampler.repeats_avoided == 0 and len(sampler.memory) == 3
+    second = sampler(skeletons, steps=6, generator=torch.Generator().manual_seed(0))
+    assert sampler.repeats_avoided == 3 and len(sampler.memory) == 6
+    assert sampler.chosen_rewards == [0.0] * 6
+    assert not torch.allclose(first.frac, second.frac)
+    plain = SteeredSampler(flow, SteeringConfig("best-of-n", 2), reward=flat)
+    same = plain(skeletons, steps=6, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(same.frac, first.frac) and len(plain.memory) == 0
+
+
 @pytest.mark.parametrize("kwargs,needle", [
     (dict(refine_top=2), "a refine reward and config.refine_top > 0 go together"),
     (dict(refine_top=0, refine=Density()), "a refine reward and config.refine_top > 0 go together"),
@@ -211,7 +286,8 @@ def test_a_degenerate_predicted_cell_is_a_clash_not_an_error(vectors):
 @pytest.mark.parametrize("kwargs,name", [
     (dict(method="greedy"), "method"), (dict(particles=0), "particles"),
     (dict(resample_at=(0.5, 0.2)), "resample_at"), (dict(resample_at=(1.0,)), "resample_at"),
-    (dict(temperature=0.0), "temperature"),
+    (dict(temperature=0.0), "temperature"), (dict(repeat_penalty=-0.1), "repeat_penalty"),
+    (dict(repeat_penalty=math.inf), "repeat_penalty"),
 ])
 def test_bad_configs_are_one_line_errors_naming_the_parameter(kwargs, name):
     with pytest.raises(InputError, match=f"^{name} ") as info:
@@ -256,6 +332,8 @@ def test_make_sampler_errors_name_parameters_and_the_cli_its_flags(kwargs, messa
     (["--steer", "best-of-n", "--particles", "2", "--reward-relax-steps", "5", "--reward-relax-top", "3"],
      "error: --reward-relax-top must be an integer in [0, --particles = 2], got 3\n"),
     (["--steer", "best-of-n", "--reward-relax-steps", "-1"], "--reward-relax-steps"),  # argparse
+    (["--repeat-penalty", "0.1"], "error: --repeat-penalty need(s) --steer best-of-n or --steer smc\n"),
+    (["--steer", "best-of-n", "--repeat-penalty", "-1"], "--repeat-penalty"),  # argparse
 ])
 def test_cli_refuses_bad_steering_and_writes_nothing(tiny_checkpoint, tmp_path, capsys, argv, needle):
     out = tmp_path / "x"
@@ -292,6 +370,15 @@ def test_cli_steer_with_a_relaxed_reward_reports_its_chgnet_passes(tiny_checkpoi
     passes = int(text.split("2 reward calls (")[1].split(" CHGNet passes")[0])
     assert 2 <= passes <= 6  # per particle: up to 2 steps + the start
     assert len(list(out.glob("*.cif"))) == 1
+
+
+def test_cli_steer_with_a_repeat_penalty_reports_the_repeats(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "g"
+    rc = main(["generate", "--space-group", "225", "--num", "2", "--steps", "4", "--steer", "best-of-n",
+               "--particles", "2", "--repeat-penalty", "0.1", "--out", str(out), "--checkpoint", str(tiny_checkpoint)])
+    text = capsys.readouterr().out
+    assert rc == 0 and "repeats of kept crystals passed over (penalty 0.1, " in text, text
+    assert len(list(out.glob("*.cif"))) == 2
 
 
 def test_make_sampler_builds_the_relaxed_default_reward_and_refuses_it_beside_a_user_reward():
