@@ -213,6 +213,24 @@ def _penalised_top(rewards: torch.Tensor, repeats, penalty: float, top: int) -> 
     return [i for _, _, i in costed[:top]]
 
 
+def _tops_avoiding_repeats(rewards: torch.Tensor, structures: Sequence, particles: int, top: int, penalty: float,
+                           memory: RepeatMemory, remember: bool) -> torch.Tensor:
+    """Group by group, :func:`_penalised_top` against ``memory``; with ``remember``, each group's
+    first pick joins the memory before the next group is settled."""
+    if len(structures) != rewards.shape[0]:
+        raise ValueError(f"{len(structures)} structures for {rewards.shape[0]} rewards")
+    r = rewards.reshape(-1, particles)
+    out: list[int] = []
+    for g in range(r.shape[0]):
+        base = g * particles
+        picked = [base + i for i in _penalised_top(r[g], lambda i: memory.matches(structures[base + i]),
+                                                   penalty, top)]
+        if remember:
+            memory.add(structures[picked[0]])
+        out += picked
+    return torch.tensor(out, dtype=torch.long)
+
+
 def top_avoiding_repeats(rewards: torch.Tensor, structures: Sequence, particles: int, top: int,
                          penalty: float, memory: RepeatMemory) -> torch.Tensor:
     """:func:`top_in_groups` by ``reward + penalty * [the particle matches a crystal in memory]``
@@ -228,15 +246,7 @@ def top_avoiding_repeats(rewards: torch.Tensor, structures: Sequence, particles:
     Returns:
         ``[B * M]`` long global indices, group by group, lowest cost first.
     """
-    if len(structures) != rewards.shape[0]:
-        raise ValueError(f"{len(structures)} structures for {rewards.shape[0]} rewards")
-    r = rewards.reshape(-1, particles)
-    out = []
-    for g in range(r.shape[0]):
-        base = g * particles
-        out += [base + i for i in _penalised_top(r[g], lambda i: memory.matches(structures[base + i]),
-                                                 penalty, top)]
-    return torch.tensor(out, dtype=torch.long)
+    return _tops_avoiding_repeats(rewards, structures, particles, top, penalty, memory, remember=False)
 
 
 def pick_avoiding_repeats(rewards: torch.Tensor, structures: Sequence, particles: int, penalty: float,
@@ -257,16 +267,7 @@ def pick_avoiding_repeats(rewards: torch.Tensor, structures: Sequence, particles
         reward can still win, so a group whose best particle is new costs one test per kept crystal
         of its formula.
     """
-    if len(structures) != rewards.shape[0]:
-        raise ValueError(f"{len(structures)} structures for {rewards.shape[0]} rewards")
-    r = rewards.reshape(-1, particles)
-    picks = []
-    for g in range(r.shape[0]):
-        base = g * particles
-        best = base + _penalised_top(r[g], lambda i: memory.matches(structures[base + i]), penalty, 1)[0]
-        memory.add(structures[best])
-        picks.append(best)
-    return torch.tensor(picks, dtype=torch.long)
+    return _tops_avoiding_repeats(rewards, structures, particles, 1, penalty, memory, remember=True)
 
 
 def _element_index(sizes: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
