@@ -93,13 +93,19 @@ def repeat_low_symmetry(train_set, repeats: int):
     return type(train_set).concat([train_set, *([copies] * (repeats - 1))])
 
 
-def _refuse_sgcsp_options(options: CrystalTrainOptions, task: str) -> None:
-    """``align_orbits``, ``self_condition`` and ``t_late_fraction`` are sgcsp options: other tasks
-    refuse them instead of ignoring them."""
-    for name in ("align_orbits", "self_condition", "t_late_fraction"):
-        if getattr(options, name):
-            raise InputError(f"{name} applies to task sgcsp only, not task {task}",
-                             parameters=(name, "task"))
+#: options that only some tasks use -> those tasks (any other task refuses the option when it is
+#: not at its default, instead of ignoring it)
+TASK_OPTIONS = {"align_orbits": ("sgcsp",), "self_condition": ("sgcsp",), "t_late_fraction": ("sgcsp",),
+                "low_symmetry_repeats": ("sgcsp", "dng")}
+
+
+def _refuse_other_tasks_options(options: CrystalTrainOptions, task: str) -> None:
+    """Refuse an option of :data:`TASK_OPTIONS` that ``task`` does not use and that is set away
+    from its default."""
+    for name, tasks in TASK_OPTIONS.items():
+        if task not in tasks and getattr(options, name) != getattr(CrystalTrainOptions, name):
+            which = f"task {tasks[0]} only" if len(tasks) == 1 else f"tasks {' and '.join(tasks)}"
+            raise InputError(f"{name} applies to {which}, not task {task}", parameters=(name, "task"))
 
 
 def _init_checkpoint(options: CrystalTrainOptions, task: str) -> Checkpoint | None:
@@ -161,10 +167,7 @@ def build_csp(data: TrainData, options: CrystalTrainOptions) -> Built:
     from crystalflow.flow_checkpoints import model_from_checkpoint
     from crystalflow.models import build_model, default_csp_network, default_size
 
-    _refuse_sgcsp_options(options, "csp")
-    if options.low_symmetry_repeats != 1:
-        raise InputError("low_symmetry_repeats applies to tasks sgcsp and dng (space-group data), not task csp",
-                         parameters=("low_symmetry_repeats", "task"))
+    _refuse_other_tasks_options(options, "csp")
     init = _init_checkpoint(options, "csp")
     name = init.model_name if init is not None else options.model or default_csp_network(options.dataset)
     if init is not None:
@@ -316,7 +319,7 @@ def build_dng(data: TrainData, options: CrystalTrainOptions) -> Built:
     from crystalflow.models import build_model, check_size_matches, default_size
     from crystalflow.symmetry import family_lattice_chart
 
-    _refuse_sgcsp_options(options, "dng")
+    _refuse_other_tasks_options(options, "dng")
     name = options.model or "dngnet"
     if name != "dngnet":
         raise InputError("task dng needs model dngnet", parameters=("task", "model"))
