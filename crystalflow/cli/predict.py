@@ -269,7 +269,7 @@ def _run_flow_composition(args: argparse.Namespace) -> int:
         CHECKED_COLUMNS, prepare_output_dir, warn_failed_checks, write_checked, write_summary_csv,
     )
     from crystalflow.crystal_tasks.prediction import (
-        check_cell_size, predict, predict_with_space_group, templates_for,
+        check_cell_size, energy_cell, predict, predict_with_space_group, ranking_columns, templates_for,
     )
     from crystalflow.pretrained import load_pretrained
 
@@ -299,11 +299,11 @@ def _run_flow_composition(args: argparse.Namespace) -> int:
     rows = write_checked(out, ((stem, k, s, sg) for k, s in enumerate(structures)), args.num_samples)
     columns = CHECKED_COLUMNS
     if args.candidates is not None:  # CHGNet-ranked: the energy each kept sample was ranked by
-        columns = CHECKED_COLUMNS + ("energy_per_atom",) + (("relaxed_energy_per_atom",) if args.rank_relax_steps else ())
+        extra = ranking_columns(args.rank_relax_steps)
+        columns = CHECKED_COLUMNS + extra
         for r, s in zip(rows, structures):
-            for key in columns[len(CHECKED_COLUMNS):]:
-                e = s.properties.get(key)
-                r[key] = "" if e is None else round(e, 5)
+            for key in extra:
+                r[key] = energy_cell(s.properties.get(key))
     write_summary_csv(out, rows, columns)
     for r, s in zip(rows, structures):
         energy = f"  E {r['energy_per_atom']} eV/atom" if r.get("energy_per_atom", "") != "" else ""

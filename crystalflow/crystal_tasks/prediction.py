@@ -430,6 +430,17 @@ def predict_from_csv_with_space_group(
                            summary=tuple(rows), skipped_rows=tuple(skipped))
 
 
+def ranking_columns(rank_relax_steps: int = 0) -> tuple[str, ...]:
+    """The summary.csv columns a CHGNet-ranked run adds: ``energy_per_atom`` (static) and, with
+    ``rank_relax_steps`` > 0, ``relaxed_energy_per_atom``."""
+    return ("energy_per_atom", "relaxed_energy_per_atom") if rank_relax_steps else ("energy_per_atom",)
+
+
+def energy_cell(energy: float | None) -> float | str:
+    """A summary.csv energy cell: eV/atom to 5 decimals, empty when CHGNet gave none."""
+    return "" if energy is None else round(energy, 5)
+
+
 def _write_lowest_energy(out: Path, ids: Sequence[str], templates: Sequence, flow, num_samples: int,
                          candidates: int, chunk: int, *, steps: int | None, method: str | None,
                          seed: int, batch_size: int, progress: bool, rank_relax_steps: int = 0) -> list[dict]:
@@ -438,6 +449,7 @@ def _write_lowest_energy(out: Path, ids: Sequence[str], templates: Sequence, flo
     rewrite summary.csv; returns the summary rows."""
     stems = safe_stems(ids)
     rows: list[dict] = []
+    extra = ranking_columns(rank_relax_steps)
     starts = range(0, len(ids), chunk)
     for c, lo in enumerate(tqdm(starts, disable=not progress or len(starts) == 1, desc="chunks",
                                 unit="chunk")):
@@ -454,11 +466,8 @@ def _write_lowest_energy(out: Path, ids: Sequence[str], templates: Sequence, flo
         kept = [cand for group in best for cand in group]
         written = write_checked(out, outputs, num_samples)
         for row, cand in zip(written, kept):
-            row["energy_per_atom"] = "" if cand.energy is None else round(cand.energy, 5)
-            if rank_relax_steps:
-                e = cand.relaxed_energy
-                row["relaxed_energy_per_atom"] = "" if e is None else round(e, 5)
+            for column, energy in zip(extra, (cand.energy, cand.relaxed_energy)):
+                row[column] = energy_cell(energy)
         rows += written
-        extra = ("energy_per_atom", "relaxed_energy_per_atom") if rank_relax_steps else ("energy_per_atom",)
         write_summary_csv(out, rows, CHECKED_COLUMNS + extra)
     return rows
