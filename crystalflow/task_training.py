@@ -60,12 +60,16 @@ class TrainingSpec:
         validator: ``(flow, data, options, device) -> (() -> score) | None``; called on rank 0 only,
             the score is maximised.
         score_key: the name of the best score in the command's JSON summary.
+        check_options: ``(options) -> None``, raising :class:`~crystalflow.errors.InputError` on
+            options this task cannot use; run before any data is read (by :func:`prepare`, and by
+            a command before it touches its run folder). None: every option is accepted.
     """
 
     load_data: Callable[[Any, bool], TrainData]
     build: Callable[[TrainData, Any], Built]
     validator: Callable[[Any, TrainData, Any, torch.device], Callable[[], float] | None]
     score_key: str = "best_val_score"
+    check_options: Callable[[Any], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -110,11 +114,13 @@ def _load_in_rank_order(spec: TrainingSpec, options, info: DistInfo, progress: b
 
 def prepare(spec: TrainingSpec, options, info: DistInfo, seed: int,
             progress: bool = False) -> tuple[TrainData, Built]:
-    """Load the data and build the task's flow, its network moved to ``info.device``.
+    """Check the options, load the data and build the task's flow, its network moved to ``info.device``.
 
     The global seed is set first, so every process builds the same initial weights (DDP
     broadcasts rank 0's anyway).
     """
+    if spec.check_options is not None:
+        spec.check_options(options)
     torch.manual_seed(seed)
     data = _load_in_rank_order(spec, options, info, progress)
     built = spec.build(data, options)

@@ -112,6 +112,7 @@ def _pipeline_options_used(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from crystalflow.crystal_tasks.prediction import check_candidates
     from crystalflow.errors import InputError
 
     if args.threads:
@@ -133,10 +134,7 @@ def run(args: argparse.Namespace) -> int:
     if args.candidates is not None and not (args.space_group is not None or args.use_space_group):
         raise InputError("--candidates goes with --space-group / --use-space-group (the composition "
                          "pipeline ranks its own candidates)")
-    if args.rank_relax_steps and args.candidates is None:
-        raise InputError("--rank-relax-steps re-ranks --candidates: give --candidates K too")
-    if args.candidates is not None and args.candidates < args.num_samples:
-        raise InputError(f"--candidates ({args.candidates}) must be at least --num-samples ({args.num_samples})")
+    check_candidates(args.candidates, args.num_samples, args.rank_relax_steps)
     if not flow_mode:
         config = pipeline_config(args)  # InputError on bad settings, before any work
         if args.checkpoint:  # the P1 flow of the pipeline's p1 / fallback candidates

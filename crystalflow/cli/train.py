@@ -90,7 +90,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train the task ``--task`` through the shared entry (:func:`crystalflow.task_training.train_task`)."""
     from crystalflow.crystal_tasks.training import CrystalTrainOptions
-    from crystalflow.errors import InputError
     from crystalflow.outputs import check_run_dir
     from crystalflow.pretrained import get_task
     from crystalflow.task_training import RunSettings, train_task
@@ -98,11 +97,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.space_group:
         args.task = "sgcsp"
-    if args.task != "csp" and args.data is not None:
-        raise InputError("--data trains the P1 CSP flow only (--task csp)")
-    if args.task == "csp" and args.low_symmetry_repeats != 1:
-        raise InputError("--low-symmetry-repeats applies to --task sgcsp and dng (space-group data), not csp")
-    check_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)  # before any data is read
     options = CrystalTrainOptions(
         dataset=args.dataset, data=args.data, data_dir=args.data_dir, val_fraction=args.val_fraction,
         split_seed=args.split_seed, model=args.model, hidden=args.hidden, layers=args.layers,
@@ -111,11 +105,14 @@ def run(args: argparse.Namespace) -> int:
         t_late_min=args.t_late_min, val_size=args.val_size,
         val_steps=args.val_steps, seed=args.seed, init_from=args.init_from,
         train_on_val=args.train_on_val, low_symmetry_repeats=args.low_symmetry_repeats)
+    task = get_task(args.task)
+    if task.training.check_options is not None:  # e.g. --data with --task sgcsp, before --out is touched
+        task.training.check_options(options)
+    check_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)  # before any data is read
     config = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
                          val_every=args.val_every, seed=args.seed, max_minutes=args.max_minutes)
     settings = RunSettings(out=args.out, config=config, device=args.device, threads=args.threads,
                            resume=args.resume, progress=not args.no_progress)
-    task = get_task(args.task)
     result, _, info = train_task(task, options, settings)
     if info.is_main:
         print(json.dumps({"steps": result.steps, "seconds": round(result.seconds, 1),

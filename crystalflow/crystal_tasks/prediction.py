@@ -216,7 +216,7 @@ def predict_with_space_group(
     """
     if num_samples < 1:
         raise InputError("num_samples must be >= 1", parameters=("num_samples",))
-    _check_candidates(candidates, num_samples, rank_relax_steps)
+    check_candidates(candidates, num_samples, rank_relax_steps)
     flow, ckpt = load_pretrained(checkpoint, task="sgcsp")
     check_trained_elements(atom_types_for(composition), ckpt.stats, allow_unseen=allow_unseen)
     max_atoms = ckpt.stats.get("max_atoms")
@@ -243,9 +243,14 @@ def predict_with_space_group(
     return [c.structure for c in kept]
 
 
-def _check_candidates(candidates: int | None, num_samples: int, rank_relax_steps: int = 0) -> None:
+def check_candidates(candidates: int | None, num_samples: int, rank_relax_steps: int = 0) -> None:
     """Refuse ``candidates`` (samples drawn per composition) fewer than the ``num_samples`` kept,
-    and a relaxed ranking (``rank_relax_steps``) without candidates to rank."""
+    and a relaxed ranking (``rank_relax_steps``) without candidates to rank. Needs no data or
+    checkpoint, so ``crystalflow predict`` runs it before anything is read or written.
+
+    Raises:
+        InputError: naming the parameters (the CLI shows them as --candidates ...).
+    """
     if rank_relax_steps < 0:
         raise InputError(f"rank_relax_steps must be >= 0, got {rank_relax_steps}", parameters=("rank_relax_steps",))
     if rank_relax_steps and candidates is None:
@@ -393,7 +398,7 @@ def predict_from_csv_with_space_group(
 
     if num_samples < 1:
         raise InputError("num_samples must be >= 1", parameters=("num_samples",))
-    _check_candidates(candidates, num_samples, rank_relax_steps)
+    check_candidates(candidates, num_samples, rank_relax_steps)
     if chunk < 1:
         raise InputError("chunk must be >= 1", parameters=("chunk",))
     flow, ckpt = load_pretrained(checkpoint, task="sgcsp")

@@ -1,7 +1,8 @@
 """What the crystal tasks (csp, sgcsp, dng) bring to the shared training entry.
 
-Each task gives :mod:`crystalflow.task_training` three functions (a
-:class:`~crystalflow.task_training.TrainingSpec`): ``load_data(options, progress)`` (train and
+Each task gives :mod:`crystalflow.task_training` four functions (a
+:class:`~crystalflow.task_training.TrainingSpec`): ``check_options(options)`` (options other tasks
+use are refused, :func:`check_task_options`), ``load_data(options, progress)`` (train and
 validation sets), ``build(data, options)`` (network, flow and data statistics) and
 ``validator(flow, data, options, device)``; device, processes, threads, EMA, checkpoints, resume
 and logging are the entry's. Options of the three tasks are one :class:`CrystalTrainOptions`.
@@ -10,6 +11,7 @@ and logging are the entry's. Options of the three tasks are one :class:`CrystalT
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import torch
@@ -20,7 +22,8 @@ from crystalflow.errors import InputError
 from crystalflow.manifolds import LatticeChart
 from crystalflow.task_training import Built, TrainData, TrainingSpec, heldout_loss_validator
 
-__all__ = ["CSP_TRAINING", "CrystalTrainOptions", "DNG_TRAINING", "SGCSP_TRAINING", "elements_seen"]
+__all__ = ["CSP_TRAINING", "CrystalTrainOptions", "DNG_TRAINING", "SGCSP_TRAINING", "TASK_OPTIONS",
+           "check_task_options", "elements_seen"]
 
 
 @dataclass(frozen=True)
@@ -95,13 +98,19 @@ def repeat_low_symmetry(train_set, repeats: int):
 
 #: options that only some tasks use -> those tasks (any other task refuses the option when it is
 #: not at its default, instead of ignoring it)
-TASK_OPTIONS = {"align_orbits": ("sgcsp",), "self_condition": ("sgcsp",), "t_late_fraction": ("sgcsp",),
+TASK_OPTIONS = {"data": ("csp",), "align_orbits": ("sgcsp",), "self_condition": ("sgcsp",),
+                "t_late_fraction": ("sgcsp",), "train_on_val": ("sgcsp", "dng"),
                 "low_symmetry_repeats": ("sgcsp", "dng")}
 
 
-def _refuse_other_tasks_options(options: CrystalTrainOptions, task: str) -> None:
-    """Refuse an option of :data:`TASK_OPTIONS` that ``task`` does not use and that is set away
-    from its default."""
+def check_task_options(options: CrystalTrainOptions, task: str) -> None:
+    """Refuse an option of :data:`TASK_OPTIONS` that ``task`` (csp, sgcsp or dng) does not use and
+    that is set away from its default. Needs no data: each task's
+    :attr:`~crystalflow.task_training.TrainingSpec.check_options`.
+
+    Raises:
+        InputError: e.g. ``data applies to task csp only, not task sgcsp`` (naming the parameters).
+    """
     for name, tasks in TASK_OPTIONS.items():
         if task not in tasks and getattr(options, name) != getattr(CrystalTrainOptions, name):
             which = f"task {tasks[0]} only" if len(tasks) == 1 else f"tasks {' and '.join(tasks)}"
@@ -150,8 +159,6 @@ def load_csp_data(options: CrystalTrainOptions, progress: bool) -> TrainData:
     from crystalflow.crystals import load_split
     from crystalflow.crystals.dataset import load_user_data, split_dataset
 
-    if options.train_on_val:
-        raise InputError("train_on_val applies to tasks sgcsp and dng", parameters=("train_on_val", "task"))
     if options.data is not None:
         parts = split_dataset(load_user_data(options.data, progress=progress),
                               val_fraction=options.val_fraction, seed=options.split_seed)
@@ -167,7 +174,6 @@ def build_csp(data: TrainData, options: CrystalTrainOptions) -> Built:
     from crystalflow.flow_checkpoints import model_from_checkpoint
     from crystalflow.models import build_model, default_csp_network, default_size
 
-    _refuse_other_tasks_options(options, "csp")
     init = _init_checkpoint(options, "csp")
     name = init.model_name if init is not None else options.model or default_csp_network(options.dataset)
     if init is not None:
@@ -211,8 +217,6 @@ def load_symmetric_data(options: CrystalTrainOptions, progress: bool) -> TrainDa
     from crystalflow.crystals.dataset import DATASETS, SELECTION_ROWS, resolve_data_dir
     from crystalflow.crystals.symmetric import SymmetricDataset, load_symmetric_split, split_by_csv_rows
 
-    if options.data is not None:
-        raise InputError("data trains the P1 CSP flow only (task csp)", parameters=("data", "task"))
     shares_val = DATASETS[options.dataset]["train"] == DATASETS[options.dataset]["val"]
     if options.train_on_val and shares_val:
         raise InputError(f"train_on_val needs a benchmark with its own train split; {options.dataset} "
@@ -319,7 +323,6 @@ def build_dng(data: TrainData, options: CrystalTrainOptions) -> Built:
     from crystalflow.models import build_model, check_size_matches, default_size
     from crystalflow.symmetry import family_lattice_chart
 
-    _refuse_other_tasks_options(options, "dng")
     name = options.model or "dngnet"
     if name != "dngnet":
         raise InputError("task dng needs model dngnet", parameters=("task", "model"))
@@ -363,6 +366,9 @@ def dng_validator(flow, data: TrainData, options: CrystalTrainOptions,
                                   device=device, evenly_spaced=False)
 
 
-CSP_TRAINING = TrainingSpec(load_csp_data, build_csp, csp_validator, "best_val_match_rate")
-SGCSP_TRAINING = TrainingSpec(load_symmetric_data, build_sgcsp, sgcsp_validator, "best_val_match_rate")
-DNG_TRAINING = TrainingSpec(load_symmetric_data, build_dng, dng_validator)
+CSP_TRAINING = TrainingSpec(load_csp_data, build_csp, csp_validator, "best_val_match_rate",
+                            check_options=partial(check_task_options, task="csp"))
+SGCSP_TRAINING = TrainingSpec(load_symmetric_data, build_sgcsp, sgcsp_validator, "best_val_match_rate",
+                              check_options=partial(check_task_options, task="sgcsp"))
+DNG_TRAINING = TrainingSpec(load_symmetric_data, build_dng, dng_validator,
+                            check_options=partial(check_task_options, task="dng"))

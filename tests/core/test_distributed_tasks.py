@@ -205,21 +205,40 @@ def test_the_entry_puts_network_and_batches_on_the_requested_device(task):
     assert tensors and all(t.device == meta for t in tensors)
 
 
-@pytest.mark.parametrize("option", ("align_orbits", "self_condition", "t_late_fraction"))
-@pytest.mark.parametrize("task", ("csp", "dng"))
-def test_tasks_refuse_options_they_cannot_use(task, option):
-    """``align_orbits`` and ``self_condition`` (sgcsp options) are refused by the other crystal
-    tasks, not ignored; the message names the parameters (the CLI shows --align-orbits / --task)."""
-    from dataclasses import replace as with_options
+#: (option, a value away from its default) for every entry of TASK_OPTIONS
+AWAY_FROM_DEFAULT = {"data": "crystals.csv", "align_orbits": True, "self_condition": True,
+                     "t_late_fraction": 0.5, "train_on_val": True, "low_symmetry_repeats": 2}
 
+
+@pytest.mark.parametrize("task", ("csp", "sgcsp", "dng"))
+def test_tasks_refuse_options_they_cannot_use_before_reading_data(task):
+    """Every option of ``TASK_OPTIONS`` set for a task that does not use it is refused, not
+    ignored: by the task's ``check_options`` and by :func:`prepare` before ``load_data`` runs; the
+    message names the parameters (the CLI shows --align-orbits / --task). The options the task
+    does use pass."""
     from crystalflow.cli import flag_message
+    from crystalflow.crystal_tasks.training import TASK_OPTIONS
     from crystalflow.errors import InputError
 
-    data = tiny_data()
-    with pytest.raises(InputError) as info:
-        TASKS[task].training.build(data, with_options(CRYSTAL_OPTIONS, **{option: True}))
-    flag = "--" + option.replace("_", "-")
-    assert flag_message(info.value) == f"{flag} applies to --task sgcsp only, not --task {task}"
+    assert set(AWAY_FROM_DEFAULT) == set(TASK_OPTIONS)
+    spec = TASKS[task].training
+
+    def no_data(options, progress):
+        raise AssertionError("data read before the options were checked")
+
+    unread = replace(spec, load_data=no_data)
+    for option, tasks in TASK_OPTIONS.items():
+        options = replace(CRYSTAL_OPTIONS, **{option: AWAY_FROM_DEFAULT[option]})
+        if task in tasks:
+            spec.check_options(options)
+            continue
+        for call in (lambda: spec.check_options(options),
+                     lambda: prepare(unread, options, DistInfo(), seed=0)):
+            with pytest.raises(InputError) as info:
+                call()
+            flag = "--" + option.replace("_", "-")
+            which = f"--task {tasks[0]} only" if len(tasks) == 1 else f"tasks {' and '.join(tasks)}"
+            assert flag_message(info.value) == f"{flag} applies to {which}, not --task {task}"
 
 
 def test_dng_continues_a_dng_checkpoint_whole(tmp_path):

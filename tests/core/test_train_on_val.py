@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import crystalflow.crystals.dataset as dataset_module
-from crystalflow.crystal_tasks.training import CrystalTrainOptions, load_csp_data, load_symmetric_data
+from crystalflow.crystal_tasks.training import CSP_TRAINING, CrystalTrainOptions, load_symmetric_data
 from crystalflow.errors import InputError
 
 
@@ -39,8 +39,8 @@ def test_val_rows_after_the_selection_slice_join_training(small_benchmark, monke
 
 def test_train_on_val_is_refused_where_it_does_not_apply(small_benchmark):
     with pytest.raises(InputError, match="train_on_val"):
-        load_csp_data(CrystalTrainOptions(dataset="mp_20", data_dir=str(small_benchmark), train_on_val=True),
-                      progress=False)
+        CSP_TRAINING.check_options(CrystalTrainOptions(dataset="mp_20", data_dir=str(small_benchmark),
+                                                       train_on_val=True))
     with pytest.raises(InputError, match="own train split"):
         load_symmetric_data(CrystalTrainOptions(dataset="perov_5", data_dir=str(small_benchmark),
                                                 train_on_val=True), progress=False)

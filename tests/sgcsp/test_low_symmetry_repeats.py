@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from crystalflow.crystal_tasks.training import (
-    LOW_SYMMETRY_MAX_GROUP, CrystalTrainOptions, build_csp, repeat_low_symmetry,
+    CSP_TRAINING, LOW_SYMMETRY_MAX_GROUP, CrystalTrainOptions, repeat_low_symmetry,
 )
 from crystalflow.errors import InputError
 
@@ -36,13 +36,19 @@ def test_bad_repeats_and_the_p1_task_are_refused():
     with pytest.raises(InputError, match="low_symmetry_repeats must be >= 1"):
         CrystalTrainOptions(dataset="mp_20", low_symmetry_repeats=0)
     with pytest.raises(InputError, match="applies to tasks sgcsp and dng"):
-        build_csp(None, CrystalTrainOptions(dataset="mp_20", low_symmetry_repeats=2))
+        CSP_TRAINING.check_options(CrystalTrainOptions(dataset="mp_20", low_symmetry_repeats=2))
 
 
-def test_cli_refuses_repeats_for_the_p1_task_before_reading_data(tmp_path, capsys):
+def test_cli_refuses_options_of_other_tasks_before_reading_data(tmp_path, capsys):
     from crystalflow.cli import main
 
     out = tmp_path / "run"
     rc = main(["train", "--dataset", "mp_20", "--low-symmetry-repeats", "2", "--out", str(out)])
-    assert rc == 2 and "error: --low-symmetry-repeats applies to --task sgcsp and dng" in capsys.readouterr().err
+    assert rc == 2 and "error: --low-symmetry-repeats applies to tasks sgcsp and dng, not --task csp" in capsys.readouterr().err
     assert not out.exists()
+    # a previous run in --out is not removed by --overwrite when the options are refused
+    out.mkdir()
+    (out / "last.pt").write_bytes(b"previous")
+    rc = main(["train", "--task", "sgcsp", "--data", str(tmp_path / "x.csv"), "--out", str(out), "--overwrite"])
+    assert rc == 2 and "error: --data applies to --task csp only, not --task sgcsp" in capsys.readouterr().err
+    assert (out / "last.pt").read_bytes() == b"previous"
