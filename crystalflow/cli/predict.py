@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "--num-samples samples, not ranked)")
     p.add_argument("--rank-relax-steps", type=nonnegative_int, default=0, metavar="N",
                    help="with --candidates: re-rank the two lowest by their CHGNet energy after N FIRE steps "
-                   "(the written samples stay unrelaxed; with N = 10 on MP-20: +1.3 points on validation, +0.4 on the full test split, BENCHMARKS.md)")
+                   "(the written samples stay unrelaxed; with N = 10 on MP-20: +1.3 points on validation, "
+                   "+0.4 on the full test split, BENCHMARKS.md)")
     p.add_argument("--steps", type=positive_int, help="ODE steps (default: the checkpoint's)")
     p.add_argument("--method", choices=["euler", "midpoint", "rk4"])
     p.add_argument("--checkpoint", help="checkpoint path or bundled name (default: csp_mp_20.pt, "
