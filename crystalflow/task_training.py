@@ -21,7 +21,7 @@ from crystalflow import distributed
 from crystalflow.distributed import DistInfo
 from crystalflow.training import TrainConfig, TrainResult, train
 
-__all__ = ["Built", "RunSettings", "TrainData", "TrainingSpec", "heldout_loss_validator",
+__all__ = ["Built", "RunSettings", "TrainData", "TrainingSpec", "accept_all_options", "heldout_loss_validator",
            "prepare", "process_info", "train_task"]
 
 
@@ -50,6 +50,10 @@ class Built:
     stats: dict
 
 
+def accept_all_options(options: Any) -> None:
+    """The default :attr:`TrainingSpec.check_options`: a task that refuses no option."""
+
+
 @dataclass(frozen=True)
 class TrainingSpec:
     """A task's part of training.
@@ -62,14 +66,14 @@ class TrainingSpec:
         score_key: the name of the best score in the command's JSON summary.
         check_options: ``(options) -> None``, raising :class:`~crystalflow.errors.InputError` on
             options this task cannot use; run before any data is read (by :func:`prepare`, and by
-            a command before it touches its run folder). None: every option is accepted.
+            a command before it touches its run folder). Default: every option is accepted.
     """
 
     load_data: Callable[[Any, bool], TrainData]
     build: Callable[[TrainData, Any], Built]
     validator: Callable[[Any, TrainData, Any, torch.device], Callable[[], float] | None]
     score_key: str = "best_val_score"
-    check_options: Callable[[Any], None] | None = None
+    check_options: Callable[[Any], None] = accept_all_options
 
 
 @dataclass(frozen=True)
@@ -119,8 +123,7 @@ def prepare(spec: TrainingSpec, options, info: DistInfo, seed: int,
     The global seed is set first, so every process builds the same initial weights (DDP
     broadcasts rank 0's anyway).
     """
-    if spec.check_options is not None:
-        spec.check_options(options)
+    spec.check_options(options)
     torch.manual_seed(seed)
     data = _load_in_rank_order(spec, options, info, progress)
     built = spec.build(data, options)

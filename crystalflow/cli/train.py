@@ -106,8 +106,7 @@ def run(args: argparse.Namespace) -> int:
         val_steps=args.val_steps, seed=args.seed, init_from=args.init_from,
         train_on_val=args.train_on_val, low_symmetry_repeats=args.low_symmetry_repeats)
     task = get_task(args.task)
-    if task.training.check_options is not None:  # e.g. --data with --task sgcsp, before --out is touched
-        task.training.check_options(options)
+    task.training.check_options(options)  # e.g. --data with --task sgcsp, before --out is touched
     check_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)  # before any data is read
     config = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
                          val_every=args.val_every, seed=args.seed, max_minutes=args.max_minutes)
