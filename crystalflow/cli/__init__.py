@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: library parameters whose command-line flag is not ``--`` + the name with dashes
 FLAGS = {"out_dir": "--out", "allow_unseen": "--allow-unseen-elements", "num_outputs": "--num-samples",
-         "temperature": "--steer-temperature", "refine_top": "--reward-relax-top"}
+         "temperature": "--steer-temperature", "refine_top": "--reward-relax-top",
+         "independent": "--independent-particles"}
 
 
 def flag_message(exc: BaseException) -> str:

@@ -161,7 +161,9 @@ def generate_crystals(
     """Sample ``num`` crystals with a loaded DNG flow and its skeleton distribution.
 
     ``sampler`` replaces ``flow.sample`` (same signature, one crystal per skeleton, e.g. a
-    reward-steered :class:`crystalflow.crystal_tasks.steering.SteeredSampler`).
+    reward-steered :class:`crystalflow.crystal_tasks.steering.SteeredSampler`); a sampler whose
+    ``draws_skeletons`` is true also gets ``draw(n)``: ``n`` more skeletons of the pool (and their
+    element budgets), drawn with the seed's generator.
 
     ``geometry``: an :class:`~crystalflow.crystal_tasks.sgcsp.SGCSPFlow` that re-generates
     positions and lattice of every sample given its template (:func:`regenerate_geometry`), or
@@ -202,6 +204,12 @@ def generate_crystals(
         return pool.sample_element_counts(drawn, cpu_gen)
 
     budgets = element_counts(skeletons)
+
+    def draw(n: int) -> tuple[list, torch.Tensor | None]:
+        """More skeletons of the pool for a sampler whose particles draw their own."""
+        extra = pool.sample(n, cpu_gen)
+        return extra, element_counts(extra)
+
     restrict = None
     if elements is not None:
         restrict = torch.zeros(flow.allowed.shape[0], dtype=torch.bool)
@@ -209,6 +217,7 @@ def generate_crystals(
     out: list[Crystal | None] = [None] * num
     orbits: list[torch.Tensor | None] = [None] * num
     checks: list = [None] * num
+    space_groups = [s.space_group for s in skeletons]
     resampled: set[int] = set()
 
     def badness(crystal: Crystal, check) -> int:
@@ -237,6 +246,8 @@ def generate_crystals(
             batch_skeletons = drawn[lo:lo + len(idx)]  # slot k draws drawn[k] (slots = 0..num-1 at first)
             allowed = None if restrict is None else restrict[None].expand(len(idx), -1)
             extra = {} if drawn_budgets is None else {"num_elements": drawn_budgets[lo:lo + len(idx)]}
+            if getattr(sampler, "draws_skeletons", False):
+                extra["draw"] = draw
             res = (sampler or flow.sample)(batch_skeletons, allowed=allowed, steps=steps, generator=gen,
                                            device=device, **extra)
             if geometry is not None:
@@ -250,7 +261,8 @@ def generate_crystals(
                 check = check_structure(c.to_structure(), space_group)
                 if out[i] is not None and badness(c, check) >= badness(out[i], checks[i]):
                     continue  # keep the better earlier candidate
-                out[i], skeletons[i], checks[i] = c, batch_skeletons[j], check
+                out[i], checks[i] = c, check
+                space_groups[i] = int(res.symmetry.space_group[j])  # the kept particle's (a sampler may pick another skeleton)
                 orbits[i] = orbit[atom_starts[j]:atom_starts[j + 1]] - starts[j]
                 if not redo(i):
                     settled.add(i)
@@ -259,7 +271,7 @@ def generate_crystals(
     for i in repaired:
         out[i] = _repair(out[i], orbits[i], elements, space_group)
         checks[i] = check_structure(out[i].to_structure(), space_group)
-    return GeneratedSet(crystals=list(out), space_groups=[s.space_group for s in skeletons],
+    return GeneratedSet(crystals=list(out), space_groups=space_groups,
                         repaired=repaired, checks=checks, resampled=len(resampled))
 
 

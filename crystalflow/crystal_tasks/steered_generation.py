@@ -17,7 +17,8 @@ __all__ = ["chgnet_passes", "make_sampler", "relax_generated", "steering_note"]
 def make_sampler(flow, steer: str | None, particles: int | None = None,
                  resample_at: Sequence[float] | None = None, temperature: float | None = None,
                  reward=None, progress: bool = True, reward_relax_steps: int | None = None,
-                 reward_relax_top: int | None = None, repeat_penalty: float | None = None) -> SteeredSampler | None:
+                 reward_relax_top: int | None = None, repeat_penalty: float | None = None,
+                 independent: bool = False) -> SteeredSampler | None:
     """A :class:`~crystalflow.crystal_tasks.steering.SteeredSampler` for ``steer`` (``None``: plain sampling).
 
     ``reward_relax_steps`` (with the default reward only): score each particle by its CHGNet energy
@@ -26,7 +27,8 @@ def make_sampler(flow, steer: str | None, particles: int | None = None,
     every particle is scored by its static energy and only the M best of each group, at t = 1, by
     the relaxed one (:class:`~crystalflow.crystal_tasks.steering.SteeringConfig` ``refine_top``).
     ``repeat_penalty`` P: a final particle matching a crystal already kept costs ``reward + P``
-    (``SteeringConfig.repeat_penalty``).
+    (``SteeringConfig.repeat_penalty``). ``independent`` (best-of-n): every particle but the first of
+    a group draws its own skeleton (``SteeringConfig.independent``).
 
     Raises:
         InputError: steering options without ``steer``, ``resample_at`` with ``best-of-n``,
@@ -43,7 +45,7 @@ def make_sampler(flow, steer: str | None, particles: int | None = None,
     if steer is None:
         given = [name for name, v in (("particles", particles), ("resample_at", resample_at),
                                       ("temperature", temperature), ("reward_relax_steps", reward_relax_steps),
-                                      ("repeat_penalty", repeat_penalty))
+                                      ("repeat_penalty", repeat_penalty), ("independent", independent or None))
                  if v is not None]
         if given:
             raise InputError(f"{', '.join(given)} need(s) steer best-of-n or steer smc",
@@ -57,7 +59,8 @@ def make_sampler(flow, steer: str | None, particles: int | None = None,
     config = SteeringConfig(method=steer, particles=4 if particles is None else particles,
                             resample_at=DEFAULT_RESAMPLE_AT if resample_at is None else tuple(resample_at),
                             temperature=0.1 if temperature is None else temperature,
-                            refine_top=reward_relax_top or 0, repeat_penalty=repeat_penalty or 0.0)
+                            refine_top=reward_relax_top or 0, repeat_penalty=repeat_penalty or 0.0,
+                            independent=independent)
     refine = None
     if reward_relax_steps:
         from crystalflow.crystal_tasks.rewards import HullEnergyReward
@@ -86,7 +89,8 @@ def steering_note(sampler: SteeredSampler, steps: int) -> str:
     chgnet = f" ({chgnet_passes(sampler)} CHGNet passes, up to {relaxed} FIRE steps each{top})" if relaxed else ""
     repeats = (f"; {sampler.repeats_avoided} repeats of kept crystals passed over (penalty "
                f"{c.repeat_penalty:g}, {sampler.memory.comparisons} StructureMatcher fits)") if c.repeat_penalty else ""
-    return (f"steering {c.method}: {c.particles} particles{times}; {sampler.reward_calls} reward calls{chgnet}, "
+    own = " (each with its own skeleton)" if c.independent else ""
+    return (f"steering {c.method}: {c.particles} particles{own}{times}; {sampler.reward_calls} reward calls{chgnet}, "
             f"{c.network_calls(steps)} network calls per structure; mean reward of the kept "
             f"particles {mean:.4f}{repeats}")
 

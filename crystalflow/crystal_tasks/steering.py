@@ -17,6 +17,15 @@ one symmetry layout and can be copied onto each other:
   lowest reward is kept, as in best-of-N. Reward calls per crystal:
   ``K * (len(resample_at) + 1)``; network evaluations ``K * (steps + len(resample_at))``.
 
+With ``independent`` (best-of-n only) a group's particles do not share a skeleton: the first is
+the requested crystal's and the other ``K - 1`` are drawn afresh from the same skeleton pool
+(:func:`crystalflow.crystal_tasks.generation.generate_crystals` hands the sampler its pool's
+``draw``), i.e. textbook best-of-N over independent samples. A shared skeleton often fixes the
+crystal (e.g. the Heusler skeleton gives the same X2YZ crystal in every particle), so a group
+whose best particle repeats a kept crystal has no distinct alternative; independent particles
+give the repeat penalty (below) one. (``smc`` copies particles onto each other, which needs one
+layout per group.)
+
 Either method can re-rank its final particles in two stages (``refine_top`` M with a ``refine``
 reward): the ``M`` particles of each group lowest in the cheap reward are scored again by the
 expensive one (e.g. the CHGNet energy after a short relaxation), and the lowest of those is kept;
@@ -77,6 +86,8 @@ class SteeringConfig:
         repeat_penalty: added (reward units) to the reward of a particle that matches a crystal the
             sampler has already kept, when the final particle (and, with two stages, the
             ``refine_top``) are chosen; 0 (the default): the lowest reward wins, repeats or not.
+        independent: (best-of-n only) every particle but a group's first draws its own skeleton
+            from the pool instead of sharing the requested one (see the module docstring).
     """
 
     method: str = "smc"
@@ -85,6 +96,7 @@ class SteeringConfig:
     temperature: float = 0.1
     refine_top: int = 0
     repeat_penalty: float = 0.0
+    independent: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -106,6 +118,10 @@ class SteeringConfig:
         if not (math.isfinite(self.repeat_penalty) and self.repeat_penalty >= 0):
             raise InputError(f"repeat_penalty must be >= 0, got {self.repeat_penalty!r}",
                              parameters=("repeat_penalty",))
+        if self.independent and self.method != "best-of-n":
+            raise InputError("independent (each particle with its own skeleton) applies to best-of-n only: smc "
+                             "copies particles onto each other, so a group shares one skeleton",
+                             parameters=("independent",))
         object.__setattr__(self, "resample_at", times if self.method == "smc" else ())
 
     @property
@@ -361,6 +377,7 @@ class SteeredSampler:
         refine: the second-stage reward of ``config.refine_top`` (e.g.
             ``HullEnergyReward(relax_steps=10)``); ``None``: one stage.
         progress: show a bar over the reward evaluations of each call.
+        draws_skeletons: (read-only) the sampler needs a ``draw`` callable (``config.independent``).
         memory: the crystals kept so far (with ``config.repeat_penalty`` > 0), across calls.
         repeats_avoided: groups whose final pick is not their lowest final reward (that particle
             was passed over as a repeat).
@@ -388,6 +405,33 @@ class SteeredSampler:
         if (self.refine is None) != (self.config.refine_top == 0):
             raise InputError("a refine reward and config.refine_top > 0 go together",
                              parameters=("refine", "refine_top"))
+
+    @property
+    def draws_skeletons(self) -> bool:
+        """Does a call need ``draw`` (independent particles with K > 1)?"""
+        return self.config.independent and self.config.particles > 1
+
+    def _particles(self, skeletons: Sequence, num_elements: torch.Tensor | None,
+                   draw) -> tuple[list, torch.Tensor | None]:
+        """The ``B * K`` particles' skeletons (group by group) and element budgets."""
+        k = self.config.particles
+        if not self.draws_skeletons:
+            budgets = None if num_elements is None else torch.as_tensor(num_elements).repeat_interleave(k, 0)
+            return [s for s in skeletons for _ in range(k)], budgets
+        if draw is None:
+            raise ValueError("independent particles need draw(n) -> (skeletons, element budgets or None); "
+                             "generate_crystals passes its skeleton pool's")
+        extra, extra_budgets = draw(len(skeletons) * (k - 1))
+        if len(extra) != len(skeletons) * (k - 1):
+            raise ValueError(f"draw returned {len(extra)} skeletons for {len(skeletons) * (k - 1)}")
+        expanded = [s for b, first in enumerate(skeletons) for s in (first, *extra[b * (k - 1):(b + 1) * (k - 1)])]
+        if num_elements is None:
+            return expanded, None
+        if extra_budgets is None:
+            raise ValueError("draw returned no element budgets but the call has num_elements")
+        first = torch.as_tensor(num_elements).reshape(-1, 1)
+        rest = torch.as_tensor(extra_budgets).reshape(len(skeletons), k - 1).to(first.dtype)
+        return expanded, torch.cat([first, rest], 1).reshape(-1)
 
     def _score(self, structures: Sequence, reward: Reward | None = None) -> torch.Tensor:
         self.reward_calls += len(structures)
@@ -425,15 +469,18 @@ class SteeredSampler:
 
     def __call__(self, skeletons: Sequence, *, allowed: torch.Tensor | None = None, steps: int | None = None,
                  generator: torch.Generator | None = None, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, num_elements: torch.Tensor | None = None) -> CrystalBatch:
+                 dtype: torch.dtype = torch.float32, num_elements: torch.Tensor | None = None,
+                 draw=None) -> CrystalBatch:
+        """``DNGFlow.sample``'s arguments, plus ``draw(n) -> (n skeletons, [n] element budgets or
+        None)`` of the skeleton pool (needed when :attr:`draws_skeletons`). Returns one crystal per
+        group, with the layout of the particle kept (its own skeleton when independent)."""
         from tqdm.auto import tqdm
 
         from crystalflow.symmetry import collate_symmetry, crystal_symmetry
 
         k = self.config.particles
-        expanded = [s for s in skeletons for _ in range(k)]
+        expanded, budget_k = self._particles(skeletons, num_elements, draw)
         allowed_k = None if allowed is None else allowed.repeat_interleave(k, 0)
-        budget_k = None if num_elements is None else torch.as_tensor(num_elements).repeat_interleave(k, 0)
         self._generator = generator
         stages = len(self.config.resample_at) + 1
         with tqdm(total=stages, disable=not self.progress, desc=f"steering ({self.config.method}, K={k})",
@@ -452,5 +499,5 @@ class SteeredSampler:
             self.repeats_avoided += int((avoiding != best).sum())
             best = avoiding
         self.chosen_rewards.extend(rewards.index_select(0, best).tolist())
-        sym = collate_symmetry([crystal_symmetry(s.template()) for s in skeletons]).to(device)
+        sym = collate_symmetry([crystal_symmetry(expanded[i].template()) for i in best.tolist()]).to(device)
         return select_crystals(full, best, sym)

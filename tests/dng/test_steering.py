@@ -238,6 +238,78 @@ def test_the_sampler_passes_over_particles_that_repeat_its_own_earlier_picks():
     assert torch.equal(same.frac, first.frac) and len(plain.memory) == 0
 
 
+class Atoms:
+    """A reward preferring crystals with more atoms per cell (so a group's largest layout wins)."""
+
+    def __call__(self, structures):
+        return [-float(len(s)) for s in structures]
+
+
+class Capturing(SteeredSampler):
+    """A steered sampler that remembers what it returned and the draws it asked for."""
+
+    def __call__(self, *args, **kwargs):
+        self.draws = getattr(self, "draws", 0) + (kwargs.get("draw") is not None)
+        self.returned = super().__call__(*args, **kwargs)
+        return self.returned
+
+
+def test_independent_particles_draw_their_own_skeletons_and_keep_the_winners_layout():
+    flow = tiny_flow()
+    small, large = SKELETONS.skeletons[0], SKELETONS.skeletons[4]  # 2 atoms (221 a,b), 12 atoms (62 c,c,c)
+    asked = []
+
+    def draw(n):
+        asked.append(n)
+        return [large if i % 3 == 1 else small for i in range(n)], None
+
+    sampler = SteeredSampler(flow, SteeringConfig("best-of-n", 3, independent=True), reward=Atoms())
+    assert sampler.draws_skeletons
+    out = sampler([small] * 4, steps=4, generator=torch.Generator().manual_seed(0), draw=draw)
+    assert asked == [4 * 2]  # K - 1 more skeletons per requested crystal, in one draw
+    # group b holds (small, draw[2b], draw[2b + 1]); draws 1, 4 and 7 are large: groups 0, 2 and 3 keep one
+    assert out.num_atoms.tolist() == [12, 2, 12, 12]
+    assert out.symmetry.space_group.tolist() == [62, 221, 62, 62]
+    assert sampler.chosen_rewards == [-12.0, -2.0, -12.0, -12.0]
+    # the largest layout never loses, whichever skeleton the group started from
+    fewest = SteeredSampler(flow, SteeringConfig("best-of-n", 3, independent=True), reward=lambda s: [len(x) for x in s])
+    assert fewest([large] * 4, steps=4, generator=torch.Generator().manual_seed(0), draw=draw).num_atoms.tolist() == [2] * 4
+    with pytest.raises(ValueError, match="independent particles need draw"):
+        sampler([small], steps=4)
+    # one particle draws nothing: plain sampling again
+    one = SteeredSampler(flow, SteeringConfig("best-of-n", 1, independent=True), reward=Atoms())
+    assert not one.draws_skeletons
+    plain = _plain(flow, [small] * 2, 3)
+    assert torch.equal(one([small] * 2, steps=6, generator=torch.Generator().manual_seed(3)).frac, plain.frac)
+
+
+def test_generate_crystals_hands_independent_particles_its_pool_and_reports_their_groups():
+    flow = tiny_flow()
+    config = SteeringConfig("best-of-n", 4, independent=True)
+    runs = []
+    for _ in range(2):
+        sampler = Capturing(flow, config, reward=Atoms())
+        res = generate_crystals(flow, SKELETONS, 6, steps=4, seed=5, sampler=sampler, retries=0)
+        runs.append(res)
+        assert sampler.draws == 1
+        assert res.space_groups == sampler.returned.symmetry.space_group.tolist()
+        assert [c.num_atoms for c in res.crystals] == sampler.returned.num_atoms.tolist()
+    assert all(torch.equal(torch.as_tensor(a.frac), torch.as_tensor(b.frac)) for a, b in zip(*(r.crystals for r in runs)))
+    # the same seed requests the same skeletons; shared particles keep each one's atom count, independent
+    # ones add three more layouts to every group, so under this reward no crystal has fewer atoms
+    shared = generate_crystals(flow, SKELETONS, 6, steps=4, seed=5, retries=0,
+                               sampler=SteeredSampler(flow, SteeringConfig("best-of-n", 4), reward=Atoms()))
+    more = [c.num_atoms for c in runs[0].crystals]
+    same = [c.num_atoms for c in shared.crystals]
+    assert all(m >= s for m, s in zip(more, same)) and sum(more) > sum(same)
+
+
+def test_independent_particles_are_best_of_n_only():
+    with pytest.raises(InputError, match="applies to best-of-n only") as info:
+        SteeringConfig("smc", 2, independent=True)
+    assert info.value.parameters == ("independent",)
+
+
 @pytest.mark.parametrize("kwargs,needle", [
     (dict(refine_top=2), "a refine reward and config.refine_top > 0 go together"),
     (dict(refine_top=0, refine=Density()), "a refine reward and config.refine_top > 0 go together"),
@@ -307,6 +379,12 @@ def test_bad_configs_are_one_line_errors_naming_the_parameter(kwargs, name):
      "--reward-relax-steps need(s) --steer best-of-n or --steer smc"),
     (dict(steer="best-of-n", reward_relax_top=2), "reward_relax_top needs reward_relax_steps > 0",
      "--reward-relax-top needs --reward-relax-steps > 0"),
+    (dict(steer=None, independent=True), "independent need(s) steer best-of-n or steer smc",
+     "--independent-particles need(s) --steer best-of-n or --steer smc"),
+    (dict(steer="smc", independent=True), "independent (each particle with its own skeleton) applies to best-of-n "
+     "only: smc copies particles onto each other, so a group shares one skeleton",
+     "--independent-particles (each particle with its own skeleton) applies to best-of-n only: smc copies "
+     "particles onto each other, so a group shares one skeleton"),
     (dict(steer="greedy"), "steer must be one of best-of-n, smc, got 'greedy'",
      "--steer must be one of best-of-n, smc, got 'greedy'"),
 ])
@@ -333,6 +411,8 @@ def test_make_sampler_errors_name_parameters_and_the_cli_its_flags(kwargs, messa
      "error: --reward-relax-top must be an integer in [0, --particles = 2], got 3\n"),
     (["--steer", "best-of-n", "--reward-relax-steps", "-1"], "--reward-relax-steps"),  # argparse
     (["--repeat-penalty", "0.1"], "error: --repeat-penalty need(s) --steer best-of-n or --steer smc\n"),
+    (["--steer", "smc", "--independent-particles"], "error: --independent-particles (each particle with its own "
+     "skeleton) applies to best-of-n only"),
     (["--steer", "best-of-n", "--repeat-penalty", "-1"], "--repeat-penalty"),  # argparse
 ])
 def test_cli_refuses_bad_steering_and_writes_nothing(tiny_checkpoint, tmp_path, capsys, argv, needle):
@@ -379,6 +459,16 @@ def test_cli_steer_with_a_repeat_penalty_reports_the_repeats(tiny_checkpoint, tm
     text = capsys.readouterr().out
     assert rc == 0 and "repeats of kept crystals passed over (penalty 0.1, " in text, text
     assert len(list(out.glob("*.cif"))) == 2
+
+
+def test_cli_steer_with_independent_particles_says_so(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "g"
+    rc = main(["generate", "--num", "3", "--steps", "4", "--steer", "best-of-n", "--particles", "3",
+               "--independent-particles", "--repeat-penalty", "0.1", "--out", str(out),
+               "--checkpoint", str(tiny_checkpoint)])
+    text = capsys.readouterr().out
+    assert rc == 0 and "steering best-of-n: 3 particles (each with its own skeleton);" in text, text
+    assert len(list(out.glob("*.cif"))) == 3
 
 
 def test_make_sampler_builds_the_relaxed_default_reward_and_refuses_it_beside_a_user_reward():
