@@ -55,8 +55,6 @@ def main() -> None:
                     help="with --reward-relax-steps: relax only the M best (static energy) of each group at the end")
     ap.add_argument("--repeat-penalty", type=float, default=None,
                     help="steered settings: penalty (eV/atom) on a final particle matching a kept crystal")
-    ap.add_argument("--repeat-by", choices=("structure", "formula"), default=None,
-                    help="with --repeat-penalty: what a repeat is (SteeringConfig.repeat_by)")
     ap.add_argument("--independent-particles", action="store_true",
                     help="best-of-n settings: every particle but the first draws its own skeleton")
     ap.add_argument("--train", type=Path, required=True)
@@ -86,7 +84,6 @@ def main() -> None:
                                reward_relax_steps=args.reward_relax_steps if method else None,
                                reward_relax_top=args.reward_relax_top if method else None,
                                repeat_penalty=args.repeat_penalty if method else None,
-                               repeat_by=args.repeat_by if method else None,
                                independent=args.independent_particles and method == "best-of-n")
         # as `crystalflow generate`: --geometry auto, which is the DNG geometry under --steer
         geometry = load_geometry(flow, PLAIN_GEOMETRY.get(setting, "auto"), "cpu", steering=sampler is not None)
@@ -117,7 +114,6 @@ def main() -> None:
             "reward_relax_steps": args.reward_relax_steps if sampler is not None else None,
             "reward_relax_top": args.reward_relax_top if sampler is not None else None,
             "repeat_penalty": args.repeat_penalty if sampler is not None else None,
-            "repeat_by": None if sampler is None else sampler.config.repeat_by,
             "independent_particles": None if sampler is None else sampler.config.independent,
             "repeats_avoided": None if sampler is None else sampler.repeats_avoided,
             "chgnet_passes_per_structure": None if sampler is None else chgnet_passes(sampler) / n,

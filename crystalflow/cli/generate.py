@@ -67,9 +67,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="add P (eV/atom) to the reward of a final particle that matches (StructureMatcher) a "
                         "crystal already kept in this run, so the next-best distinct particle wins "
                         "(default 0; with --steer)")
-    s.add_argument("--repeat-by", choices=("structure", "formula"),
-                   help="with --repeat-penalty: structure (default) adds P to a particle matching a kept crystal; "
-                        "formula adds P per kept crystal of the particle's reduced formula (no matching)")
     s.add_argument("--independent-particles", action="store_true",
                    help="best-of-n: every particle but the first draws its own skeleton (space group and Wyckoff "
                         "letters) instead of sharing the structure's, so a group whose best particle repeats a kept "
@@ -110,8 +107,7 @@ def run(args: argparse.Namespace) -> int:
     flow, dist = _load(args.checkpoint, "cpu")
     sampler = make_sampler(flow, args.steer, args.particles, args.resample_at, args.steer_temperature,
                            reward_relax_steps=args.reward_relax_steps, reward_relax_top=args.reward_relax_top,
-                           repeat_penalty=args.repeat_penalty, repeat_by=args.repeat_by,
-                           independent=args.independent_particles)
+                           repeat_penalty=args.repeat_penalty, independent=args.independent_particles)
     geometry = load_geometry(flow, args.geometry, "cpu", steering=sampler is not None)
     select_skeletons(dist, flow.allowed, sg, elements, args.num_atoms)  # refuse a request before --out
     out = prepare_output_dir(args.out, overwrite=args.overwrite)

@@ -18,7 +18,7 @@ def make_sampler(flow, steer: str | None, particles: int | None = None,
                  resample_at: Sequence[float] | None = None, temperature: float | None = None,
                  reward=None, progress: bool = True, reward_relax_steps: int | None = None,
                  reward_relax_top: int | None = None, repeat_penalty: float | None = None,
-                 repeat_by: str | None = None, independent: bool = False) -> SteeredSampler | None:
+                 independent: bool = False) -> SteeredSampler | None:
     """A :class:`~crystalflow.crystal_tasks.steering.SteeredSampler` for ``steer`` (``None``: plain sampling).
 
     ``reward_relax_steps`` (with the default reward only): score each particle by its CHGNet energy
@@ -27,8 +27,7 @@ def make_sampler(flow, steer: str | None, particles: int | None = None,
     every particle is scored by its static energy and only the M best of each group, at t = 1, by
     the relaxed one (:class:`~crystalflow.crystal_tasks.steering.SteeringConfig` ``refine_top``).
     ``repeat_penalty`` P: a final particle matching a crystal already kept costs ``reward + P``
-    (``SteeringConfig.repeat_penalty``); ``repeat_by`` ``formula``: ``reward + P`` per kept crystal
-    of the particle's reduced formula instead (``SteeringConfig.repeat_by``). ``independent`` (best-of-n): every particle but the first of
+    (``SteeringConfig.repeat_penalty``). ``independent`` (best-of-n): every particle but the first of
     a group draws its own skeleton (``SteeringConfig.independent``).
 
     Raises:
@@ -39,8 +38,6 @@ def make_sampler(flow, steer: str | None, particles: int | None = None,
     if reward_relax_steps is not None and reward is not None:
         raise InputError("reward_relax_steps sets up the default reward; give relax_steps to your own reward instead",
                          parameters=("reward_relax_steps", "reward"))
-    if repeat_by is not None and not repeat_penalty:
-        raise InputError("repeat_by needs repeat_penalty > 0", parameters=("repeat_by", "repeat_penalty"))
     if reward_relax_top is not None and not reward_relax_steps:
         raise InputError("reward_relax_top needs reward_relax_steps > 0", parameters=("reward_relax_top", "reward_relax_steps"))
     if reward_relax_steps is not None and reward_relax_steps < 0:
@@ -63,7 +60,7 @@ def make_sampler(flow, steer: str | None, particles: int | None = None,
                             resample_at=DEFAULT_RESAMPLE_AT if resample_at is None else tuple(resample_at),
                             temperature=0.1 if temperature is None else temperature,
                             refine_top=reward_relax_top or 0, repeat_penalty=repeat_penalty or 0.0,
-                            repeat_by=repeat_by or "structure", independent=independent)
+                            independent=independent)
     refine = None
     if reward_relax_steps:
         from crystalflow.crystal_tasks.rewards import HullEnergyReward
@@ -90,10 +87,8 @@ def steering_note(sampler: SteeredSampler, steps: int) -> str:
     relaxed = max(getattr(r, "relax_steps", 0) for r in (sampler.reward, sampler.refine) if r is not None)
     top = f", the {c.refine_top} best of each group relaxed" if c.refine_top else ""
     chgnet = f" ({chgnet_passes(sampler)} CHGNet passes, up to {relaxed} FIRE steps each{top})" if relaxed else ""
-    test = ("per kept crystal of the same formula" if c.repeat_by == "formula"
-            else f"{sampler.memory.comparisons} StructureMatcher fits")
     repeats = (f"; {sampler.repeats_avoided} repeats of kept crystals passed over (penalty "
-               f"{c.repeat_penalty:g}, {test})") if c.repeat_penalty else ""
+               f"{c.repeat_penalty:g}, {sampler.memory.comparisons} StructureMatcher fits)") if c.repeat_penalty else ""
     own = " (each with its own skeleton)" if c.independent else ""
     return (f"steering {c.method}: {c.particles} particles{own}{times}; {sampler.reward_calls} reward calls{chgnet}, "
             f"{c.network_calls(steps)} network calls per structure; mean reward of the kept "

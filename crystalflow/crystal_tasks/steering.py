@@ -38,12 +38,7 @@ earlier one) costs ``reward + P``. In a small chemical system the lowest-energy 
 the same known crystal again; the penalty trades it for the group's next-best distinct one
 (:class:`RepeatMemory`, :func:`pick_avoiding_repeats`). With two stages the penalty also
 applies when the ``refine_top`` particles are chosen (:func:`top_avoiding_repeats`), so the
-expensive reward is spent on distinct candidates. With ``repeat_by="formula"`` a particle
-instead costs ``reward + P * n``, ``n`` the crystals of its reduced formula already kept: a
-diversity pressure over compositions. Particles that relax to one crystal from different
-skeletons often do not match before relaxation (in Al-Mg-Pd most stable picks relax to the
-MgAlPd2 Heusler crystal, and the structure test catches few of them), while a formula test
-needs no matching at all.
+expensive reward is spent on distinct candidates.
 
 The continuous part of the flow is a deterministic ODE, so copies of one particle diverge only
 through the random type jumps of orbits still masked at the resampling time: resampling early
@@ -67,14 +62,12 @@ from crystalflow.crystals.batch import CrystalBatch
 from crystalflow.errors import InputError
 from crystalflow.crystal_tasks.rewards import Reward
 
-__all__ = ["METHODS", "REPEAT_BY", "RepeatMemory", "SteeringConfig", "SteeredSampler", "best_in_groups", "gather_particles",
+__all__ = ["METHODS", "RepeatMemory", "SteeringConfig", "SteeredSampler", "best_in_groups", "gather_particles",
            "group_weights", "pick_avoiding_repeats", "predict_endpoint", "resample_indices", "select_crystals",
            "top_avoiding_repeats", "top_in_groups"]
 
 #: steering methods
 METHODS = ("best-of-n", "smc")
-#: what counts as a repeat of a kept crystal (``SteeringConfig.repeat_by``)
-REPEAT_BY = ("structure", "formula")
 #: default resampling times of the particle method
 DEFAULT_RESAMPLE_AT = (0.5,)
 
@@ -93,8 +86,6 @@ class SteeringConfig:
         repeat_penalty: added (reward units) to the reward of a particle that matches a crystal the
             sampler has already kept, when the final particle (and, with two stages, the
             ``refine_top``) are chosen; 0 (the default): the lowest reward wins, repeats or not.
-        repeat_by: ``structure`` (a repeat matches a kept crystal; cost ``+ P``) or ``formula``
-            (cost ``+ P`` per kept crystal of the same reduced formula).
         independent: (best-of-n only) every particle but a group's first draws its own skeleton
             from the pool instead of sharing the requested one (see the module docstring).
     """
@@ -105,7 +96,6 @@ class SteeringConfig:
     temperature: float = 0.1
     refine_top: int = 0
     repeat_penalty: float = 0.0
-    repeat_by: str = "structure"
     independent: bool = False
 
     def __post_init__(self) -> None:
@@ -128,9 +118,6 @@ class SteeringConfig:
         if not (math.isfinite(self.repeat_penalty) and self.repeat_penalty >= 0):
             raise InputError(f"repeat_penalty must be >= 0, got {self.repeat_penalty!r}",
                              parameters=("repeat_penalty",))
-        if self.repeat_by not in REPEAT_BY:
-            raise InputError(f"repeat_by must be one of {', '.join(REPEAT_BY)}, got {self.repeat_by!r}",
-                             parameters=("repeat_by",))
         if self.independent and self.method != "best-of-n":
             raise InputError("independent (each particle with its own skeleton) applies to best-of-n only: smc "
                              "copies particles onto each other, so a group shares one skeleton",
@@ -198,21 +185,12 @@ class RepeatMemory:
     """The crystals a sampler has kept, by reduced formula, to test new ones against.
 
     Attributes:
-        by: what :meth:`repeats` counts: ``structure`` or ``formula`` (see :data:`REPEAT_BY`).
         kept: reduced formula -> the kept structures of that formula.
         comparisons: StructureMatcher fits made so far (the cost of the memory).
     """
 
-    by: str = "structure"
     kept: dict[str, list] = field(default_factory=dict)
     comparisons: int = 0
-
-    def repeats(self, structure) -> int:
-        """By structure: 1 if ``structure`` :meth:`matches` a kept crystal, else 0; by formula: the
-        number of kept crystals of its reduced formula (no matching)."""
-        if self.by == "formula":
-            return len(self.kept.get(structure.composition.reduced_formula, ()))
-        return int(self.matches(structure))
 
     def matches(self, structure) -> bool:
         """Does ``structure`` match a kept crystal
@@ -235,9 +213,8 @@ class RepeatMemory:
 
 def _penalised_top(rewards: torch.Tensor, repeats, penalty: float, top: int) -> list[int]:
     """``[K]`` rewards of one group -> the ``top`` particles of lowest ``reward + penalty *
-    repeats(i)`` (``repeats(i)`` >= 0), lowest first (``nan``: worst; ties in reward order).
-    ``repeats(i)`` is asked lazily, in reward order, only while particle ``i``'s bare reward can
-    still enter the top."""
+    repeats(i)``, lowest first (``nan``: worst; ties in reward order). ``repeats(i)`` is asked
+    lazily, in reward order, only while particle ``i``'s bare reward can still enter the top."""
     r = torch.where(torch.isnan(rewards), torch.full_like(rewards, math.inf), rewards.double())
     order = r.argsort(stable=True).tolist()
     if penalty <= 0:
@@ -247,7 +224,7 @@ def _penalised_top(rewards: torch.Tensor, repeats, penalty: float, top: int) -> 
         value = float(r[i])
         if len(costed) >= top and not value < costed[top - 1][0]:
             break
-        cost = value + penalty * repeats(i) if math.isfinite(value) else value
+        cost = value + penalty if math.isfinite(value) and repeats(i) else value
         costed = sorted([*costed, (cost, rank, i)])
     return [i for _, _, i in costed[:top]]
 
@@ -262,7 +239,7 @@ def _tops_avoiding_repeats(rewards: torch.Tensor, structures: Sequence, particle
     out: list[int] = []
     for g in range(r.shape[0]):
         base = g * particles
-        picked = [base + i for i in _penalised_top(r[g], lambda i: memory.repeats(structures[base + i]),
+        picked = [base + i for i in _penalised_top(r[g], lambda i: memory.matches(structures[base + i]),
                                                    penalty, top)]
         if remember:
             memory.add(structures[picked[0]])
@@ -272,8 +249,8 @@ def _tops_avoiding_repeats(rewards: torch.Tensor, structures: Sequence, particle
 
 def top_avoiding_repeats(rewards: torch.Tensor, structures: Sequence, particles: int, top: int,
                          penalty: float, memory: RepeatMemory) -> torch.Tensor:
-    """:func:`top_in_groups` by ``reward + penalty * memory.repeats(particle)`` (by structure: 1
-    when it matches a kept crystal; ``memory`` is read, not updated).
+    """:func:`top_in_groups` by ``reward + penalty * [the particle matches a crystal in memory]``
+    (``memory`` is read, not updated).
 
     Args:
         rewards: ``[B * K]`` (``nan``: worst).
@@ -290,7 +267,7 @@ def top_avoiding_repeats(rewards: torch.Tensor, structures: Sequence, particles:
 
 def pick_avoiding_repeats(rewards: torch.Tensor, structures: Sequence, particles: int, penalty: float,
                           memory: RepeatMemory) -> torch.Tensor:
-    """Each group's particle of lowest ``reward + penalty * memory.repeats(particle)``, groups
+    """Each group's particle of lowest ``reward + penalty * [it matches a kept crystal]``, groups
     settled in order, each pick added to ``memory`` before the next group (so a call's later groups
     avoid its earlier picks too).
 
@@ -425,7 +402,6 @@ class SteeredSampler:
             from crystalflow.crystal_tasks.rewards import HullEnergyReward
 
             self.reward = HullEnergyReward()
-        self.memory = RepeatMemory(by=self.config.repeat_by)
         if (self.refine is None) != (self.config.refine_top == 0):
             raise InputError("a refine reward and config.refine_top > 0 go together",
                              parameters=("refine", "refine_top"))

@@ -200,42 +200,6 @@ def test_pick_avoiding_repeats_trades_a_repeat_for_the_next_distinct_particle():
         pick_avoiding_repeats(rewards, structures[:3], 2, 0.1, RepeatMemory())
 
 
-def _salt(cation: str, a: float):
-    from pymatgen.core import Lattice, Structure
-
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [cation, "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-
-
-def test_a_formula_memory_charges_each_kept_crystal_of_the_formula():
-    """Greedy over groups: each pick is the particle of lowest reward + P * (crystals of its
-    formula kept so far), with no StructureMatcher fit."""
-    gen = torch.Generator().manual_seed(3)
-    cations = ("Na", "K", "Li")
-    for penalty in (0.0, 0.03, 0.3):
-        rewards = torch.rand(6 * 3, generator=gen, dtype=torch.float64) * 0.2
-        which = torch.randint(0, 3, (18,), generator=gen).tolist()
-        structures = [_salt(cations[w], 5.0 + 0.01 * i) for i, w in enumerate(which)]
-        memory = RepeatMemory(by="formula")
-        got = pick_avoiding_repeats(rewards, structures, 3, penalty, memory)
-        counts = {c: 0 for c in cations}
-        for g in range(6):
-            costs = [float(rewards[3 * g + i]) + penalty * counts[cations[which[3 * g + i]]] for i in range(3)]
-            best = min(range(3), key=lambda i: (costs[i], float(rewards[3 * g + i])))
-            assert int(got[g]) == 3 * g + best, (penalty, g)
-            counts[cations[which[3 * g + best]]] += 1
-        assert memory.comparisons == 0 and len(memory) == 6
-    # a fixed case: NaCl (reward 0) against KCl (0.05) four times, P = 0.03 per kept NaCl / KCl:
-    # costs 0 | 0.05, 0.03 | 0.05, 0.06 | 0.05, 0.06 | 0.08 -> NaCl, NaCl, KCl, NaCl
-    structures = [_salt("Na", 5.6), _salt("K", 6.3)] * 4
-    rewards = torch.tensor([0.0, 0.05] * 4, dtype=torch.float64)
-    assert pick_avoiding_repeats(rewards, structures, 2, 0.03, RepeatMemory(by="formula")).tolist() == [0, 2, 5, 6]
-    assert RepeatMemory().repeats(_salt("Na", 5.6)) == 0
-    with pytest.raises(InputError, match="^repeat_by must be one of structure, formula"):
-        SteeringConfig("best-of-n", 2, repeat_by="composition")
-    assert SteeredSampler(tiny_flow(), SteeringConfig("best-of-n", 2, repeat_penalty=0.1, repeat_by="formula"),
-                          reward=Recording()).memory.by == "formula"
-
-
 def test_top_avoiding_repeats_ranks_by_the_penalised_reward():
     structures = [_rock_salt(5.6), _cesium_chloride(3.4), _rock_salt(5.7), _cesium_chloride(3.3)] * 2
     gen = torch.Generator().manual_seed(1)
@@ -415,8 +379,6 @@ def test_bad_configs_are_one_line_errors_naming_the_parameter(kwargs, name):
      "--reward-relax-steps need(s) --steer best-of-n or --steer smc"),
     (dict(steer="best-of-n", reward_relax_top=2), "reward_relax_top needs reward_relax_steps > 0",
      "--reward-relax-top needs --reward-relax-steps > 0"),
-    (dict(steer="best-of-n", repeat_by="formula"), "repeat_by needs repeat_penalty > 0",
-     "--repeat-by needs --repeat-penalty > 0"),
     (dict(steer=None, independent=True), "independent need(s) steer best-of-n or steer smc",
      "--independent-particles need(s) --steer best-of-n or --steer smc"),
     (dict(steer="smc", independent=True), "independent (each particle with its own skeleton) applies to best-of-n "
@@ -506,16 +468,6 @@ def test_cli_steer_with_independent_particles_says_so(tiny_checkpoint, tmp_path,
                "--checkpoint", str(tiny_checkpoint)])
     text = capsys.readouterr().out
     assert rc == 0 and "steering best-of-n: 3 particles (each with its own skeleton);" in text, text
-    assert len(list(out.glob("*.cif"))) == 3
-
-
-def test_cli_steer_with_a_formula_repeat_penalty_says_so(tiny_checkpoint, tmp_path, capsys):
-    out = tmp_path / "g"
-    rc = main(["generate", "--space-group", "225", "--num", "3", "--steps", "4", "--steer", "best-of-n",
-               "--particles", "2", "--repeat-penalty", "0.1", "--repeat-by", "formula", "--out", str(out),
-               "--checkpoint", str(tiny_checkpoint)])
-    text = capsys.readouterr().out
-    assert rc == 0 and "(penalty 0.1, per kept crystal of the same formula)" in text, text
     assert len(list(out.glob("*.cif"))) == 3
 
 
