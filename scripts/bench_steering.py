@@ -55,6 +55,8 @@ def main() -> None:
                     help="with --reward-relax-steps: relax only the M best (static energy) of each group at the end")
     ap.add_argument("--repeat-penalty", type=float, default=None,
                     help="steered settings: penalty (eV/atom) on a final particle matching a kept crystal")
+    ap.add_argument("--type-temperature", type=float, default=None,
+                    help="override the checkpoint's type temperature (every setting of this call)")
     ap.add_argument("--independent-particles", action="store_true",
                     help="best-of-n settings: every particle but the first draws its own skeleton")
     ap.add_argument("--train", type=Path, required=True)
@@ -74,6 +76,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     flow, dist = _load(None, "cpu")
+    if args.type_temperature is not None:
+        import dataclasses
+
+        flow.config = dataclasses.replace(flow.config, type_temperature=args.type_temperature)
     hull = load_reference_hull()
     steps = args.steps or flow.config.steps
     elements = parse_elements(args.elements)
@@ -105,7 +111,7 @@ def main() -> None:
         n = len(rows)
         line = {
             "setting": setting, "num": n, "seed": args.seed, "steps": steps,
-            "space_group": args.space_group, "elements": args.elements,
+            "space_group": args.space_group, "elements": args.elements, "type_temperature": flow.config.type_temperature,
             "reward_calls_per_structure": 0 if sampler is None else sampler.config.reward_calls,
             "network_calls_per_structure": (steps if sampler is None else sampler.config.network_calls(steps))
                                            + (0 if geometry is None else geometry.config.steps),
