@@ -12,9 +12,10 @@ from crystalflow.cli import main
 from crystalflow.errors import InputError
 from crystalflow.crystal_tasks.generation import generate_crystals
 from crystalflow.crystal_tasks.rewards import CLASH_PENALTY, DensityReward, VolumeReward
+from crystalflow.crystal_tasks.repeats import RepeatMemory, pick_avoiding_repeats, top_avoiding_repeats
 from crystalflow.crystal_tasks.steering import (
-    RepeatMemory, SteeredSampler, SteeringConfig, best_in_groups, gather_particles, group_weights,
-    pick_avoiding_repeats, resample_indices, top_avoiding_repeats, top_in_groups,
+    SteeredSampler, SteeringConfig, best_in_groups, gather_particles, group_weights, resample_indices,
+    top_in_groups,
 )
 from crystalflow.symmetry import collate_symmetry, crystal_symmetry
 
